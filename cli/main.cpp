@@ -1,1 +1,352 @@
-int main() { return 0; }  // placeholder, replaced by the CLI
+// `slidesparse`: thin subcommands over src/convert. All logic lives in the library; this file parses
+// options, draws progress, prints tables (or JSON with --json) and maps errors to exit codes.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "convert/convert.hpp"
+#include "slidesparse/error.hpp"
+
+namespace ss = slidesparse;
+using nlohmann::json;
+
+namespace {
+
+// Process exit codes: one per error class (docs/FORMAT.md "Exit codes").
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitNotCompliant = 1,  // verify ran and found a violation
+  kExitUsage = 2,         // bad command line or option value
+  kExitNotFound = 3,
+  kExitIo = 4,
+  kExitBadFormat = 5,
+  kExitInvalidData = 6,
+  kExitExists = 7,
+  kExitUnsupported = 8,
+  kExitInternal = 70,  // a bug in slidesparse (EX_SOFTWARE)
+};
+
+int exit_code_for(ss::Status s) {
+  switch (s) {
+    case ss::Status::kOk: return kExitOk;
+    case ss::Status::kInvalidArgument: return kExitUsage;
+    case ss::Status::kNotFound: return kExitNotFound;
+    case ss::Status::kIoError: return kExitIo;
+    case ss::Status::kBadFormat: return kExitBadFormat;
+    case ss::Status::kInvalidData: return kExitInvalidData;
+    case ss::Status::kAlreadyExists: return kExitExists;
+    case ss::Status::kUnsupported: return kExitUnsupported;
+    case ss::Status::kInternal: return kExitInternal;
+  }
+  return kExitInternal;
+}
+
+// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+class Progress {
+ public:
+  Progress(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled && isatty(2)) {}
+  ~Progress() { finish(); }
+  ss::ProgressFn fn() {
+    if (!enabled_) return {};
+    return [this](uint64_t done, uint64_t total, const std::string& tensor) { draw(done, total, tensor); };
+  }
+  void finish() {
+    if (drawn_) std::fprintf(stderr, "\r\033[K");
+    drawn_ = false;
+  }
+
+ private:
+  void draw(uint64_t done, uint64_t total, const std::string& tensor) {
+    const auto now = std::chrono::steady_clock::now();
+    if (drawn_ && done < total && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double frac = total ? double(done) / double(total) : 1.0;
+    const int width = 24, filled = int(frac * width);
+    const double secs = std::chrono::duration<double>(now - start_).count();
+    std::string name = tensor.size() > 48 ? "..." + tensor.substr(tensor.size() - 45) : tensor;
+    std::fprintf(stderr, "\r\033[K[%s] [%s%s] %3.0f%% %.0f/%.0f MiB %.1fs %s", label_.c_str(),
+                 std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(),
+                 frac * 100, double(done) / 1048576.0, double(total) / 1048576.0, secs, name.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  std::string label_;
+  bool enabled_, drawn_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_;
+};
+
+std::string human_count(double v) {
+  if (v >= 1e9) return fmt::format("{:.2f} B", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.2f} M", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f} K", v / 1e3);
+  return fmt::format("{:.0f}", v);
+}
+std::string human_bytes(double v) {
+  if (v >= 1073741824.0) return fmt::format("{:.2f} GiB", v / 1073741824.0);
+  if (v >= 1048576.0) return fmt::format("{:.1f} MiB", v / 1048576.0);
+  if (v >= 1024.0) return fmt::format("{:.1f} KiB", v / 1024.0);
+  return fmt::format("{:.0f} B", v);
+}
+std::string shape_str(const json& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i].get<int64_t>());
+  return out + "]";
+}
+
+// Print at most `limit` rows of a layer table (all with --verbose).
+template <typename RowFn>
+void print_rows(const json& rows, size_t limit, RowFn row) {
+  for (size_t i = 0; i < rows.size() && i < limit; ++i) row(rows[i]);
+  if (rows.size() > limit) fmt::print("  ... {} more (use --verbose to list all)\n", rows.size() - limit);
+}
+
+void print_prune(const json& r, size_t limit) {
+  fmt::print("pruned {} layers: {} -> {}\n  pattern {}  method {}  precision {}\n", r["num_layers"].get<size_t>(),
+             r["input"].get<std::string>(), r["output"].get<std::string>(), r["pattern"].get<std::string>(),
+             r["method"].get<std::string>(), r["precision"].get<std::string>());
+  fmt::print("  {:<52} {:>16} {:>6} {:>6} {:>8}\n", "layer", "shape [n, k]", "in", "out", "pruned");
+  print_rows(r["layers"], limit, [](const json& l) {
+    fmt::print("  {:<52} {:>16} {:>6} {:>6} {:>7.1f}%\n", l["tensor"].get<std::string>(), shape_str(l["shape"]),
+               l["dtype_in"].get<std::string>(), l["dtype_out"].get<std::string>(),
+               100 * l["pruned_fraction"].get<double>());
+  });
+  for (const auto& s : r["skipped"])
+    fmt::print("  skipped {}: {}\n", s["tensor"].get<std::string>(), s["reason"].get<std::string>());
+  const double total = r["params_total"].get<double>(), in_layers = r["params_in_layers"].get<double>(),
+               pruned = r["params_pruned"].get<double>();
+  fmt::print("  parameters: {} total, {} in pruned layers, {} set to zero ({:.1f}% of those layers)\n",
+             human_count(total), human_count(in_layers), human_count(pruned),
+             in_layers > 0 ? 100 * pruned / in_layers : 0.0);
+  fmt::print("  output {}  time {:.2f} s ({} threads)\n", human_bytes(r["output_bytes"].get<double>()),
+             r["seconds"].get<double>(), r["threads"].get<int>());
+}
+
+void print_slide(const json& r, size_t limit) {
+  fmt::print("slid {} layers ({}): {} -> {}\n", r["num_layers"].get<size_t>(), r["pattern"].get<std::string>(),
+             r["input"].get<std::string>(), r["output"].get<std::string>());
+  fmt::print("  {:<52} {:>16} {:>8} {:>6} {:>9}\n", "layer", "shape [n, k]", "k'", "dtype", "k'/k");
+  print_rows(r["layers"], limit, [](const json& l) {
+    fmt::print("  {:<52} {:>16} {:>8} {:>6} {:>9.4f}\n", l["tensor"].get<std::string>(), shape_str(l["shape"]),
+               l["k_slide"].get<int64_t>(), l["dtype"].get<std::string>(), l["expansion"].get<double>());
+  });
+  fmt::print("  output {}  time {:.2f} s ({} threads)\n", human_bytes(r["output_bytes"].get<double>()),
+             r["seconds"].get<double>(), r["threads"].get<int>());
+}
+
+void print_verify(const json& r, size_t limit) {
+  fmt::print("verify {} (pattern {}, method {}{})\n", r["path"].get<std::string>(), r["pattern"].get<std::string>(),
+             r["method"].get<std::string>(),
+             r["against"].get<std::string>().empty() ? "" : ", against " + r["against"].get<std::string>());
+  fmt::print("  {:<52} {:>16} {:>9} {:>8} {:>7} {:>9}\n", "layer", "shape [n, k]", "sparsity", "pattern", "slide",
+             "against");
+  print_rows(r["layers"], limit, [](const json& l) {
+    std::string slide = "-", against = "-";
+    if (l.contains("slide")) {
+      const auto& s = l["slide"];
+      slide = s.value("twofour_ok", false) && s.value("roundtrip_ok", false) ? "ok" : "FAIL";
+    }
+    if (l.contains("against"))
+      against = l["against"]["mismatches"].get<int64_t>() == 0 && l["against"]["over_pruned_groups"].get<int64_t>() == 0
+                    ? "ok"
+                    : "FAIL";
+    fmt::print("  {:<52} {:>16} {:>8.1f}% {:>8} {:>7} {:>9}\n", l["tensor"].get<std::string>(), shape_str(l["shape"]),
+               100 * l["sparsity"].get<double>(), l["pattern_ok"].get<bool>() ? "ok" : "FAIL", slide, against);
+  });
+  if (r["compliant"].get<bool>()) {
+    fmt::print("COMPLIANT: {} layers checked in {:.2f} s\n", r["num_layers"].get<size_t>(), r["seconds"].get<double>());
+  } else {
+    fmt::print("NOT COMPLIANT: {} problems\n", r["problems"].size());
+    for (const auto& p : r["problems"]) fmt::print("  - {}\n", p.get<std::string>());
+  }
+}
+
+void print_info(const json& r, size_t limit) {
+  fmt::print("{} ({}, {} shard{}): {} tensors, {} parameters, {}\n", r["path"].get<std::string>(),
+             r["kind"].get<std::string>(), r["shards"].size(), r["shards"].size() == 1 ? "" : "s",
+             r["num_tensors"].get<size_t>(), human_count(r["params"].get<double>()),
+             human_bytes(r["total_bytes"].get<double>()));
+  for (const auto& [k, v] : r["metadata"].items())
+    fmt::print("  metadata {}: {}\n", k, v.is_string() ? v.get<std::string>() : v.dump());
+  fmt::print("  {:<56} {:>6} {:>16} {:>11}\n", "tensor", "dtype", "shape", "bytes");
+  print_rows(r["tensors"], limit, [](const json& t) {
+    fmt::print("  {:<56} {:>6} {:>16} {:>11}\n", t["name"].get<std::string>(), t["dtype"].get<std::string>(),
+               shape_str(t["shape"]), human_bytes(t["bytes"].get<double>()));
+  });
+  if (!r["layers"].empty()) {
+    fmt::print("  {:<56} {:>9} {:>8}\n", "layer", "sparsity", "pattern");
+    print_rows(r["layers"], limit, [](const json& l) {
+      fmt::print("  {:<56} {:>8.1f}% {:>8}\n", l["tensor"].get<std::string>(), 100 * l["sparsity"].get<double>(),
+                 l.contains("pattern_ok") ? (l["pattern_ok"].get<bool>() ? "ok" : "FAIL") : "-");
+    });
+  }
+}
+
+void print_synth(const json& r) {
+  fmt::print("wrote {}: {} layers, hidden {}, intermediate {}, vocab {}, {} ({} tensors, {}) in {:.2f} s\n",
+             r["output"].get<std::string>(), r["layers"].get<int64_t>(), r["hidden"].get<int64_t>(),
+             r["intermediate"].get<int64_t>(), r["vocab"].get<int64_t>(), r["dtype"].get<std::string>(),
+             r["num_tensors"].get<size_t>(), human_bytes(r["total_bytes"].get<double>()), r["seconds"].get<double>());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "slidesparse: (2N-2):2N structured sparsity on 2:4 sparse tensor cores.\n"
+      "GEMM convention: Y[m,n] = X[m,k] . W[n,k]^T, W pruned along k in groups of 2N.\n"
+      "Typical flow: prune --pattern 6:8 IN PRUNED; slide PRUNED SLID; verify SLID --against IN.\n"
+      "Exit codes: 0 ok, 1 verify found violations, 2 usage, 3 not found, 4 I/O error,\n"
+      "5 malformed file, 6 invalid data, 7 output exists, 8 unsupported, 70 internal error.",
+      "slidesparse"};
+  app.set_version_flag("--version", std::string("slidesparse ") + SLIDESPARSE_VERSION);
+  app.require_subcommand(1);
+  bool json_out = false, quiet = false, verbose = false;
+  int threads = 0;
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_flag("--json", json_out, "Print the result as one JSON object on stdout");
+    sub->add_flag("-q,--quiet", quiet, "No progress bar");
+    sub->add_flag("-v,--verbose", verbose, "List every layer/tensor in tables");
+    sub->add_option("-j,--threads", threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  };
+
+  std::string in, out, pattern = "6:8", method = "magnitude", calib, precision = "keep", include, exclude, against;
+  bool force = false;
+  auto* prune = app.add_subcommand("prune", "Prune the linear layers of a checkpoint to a (2N-2):2N pattern");
+  prune->add_option("--pattern", pattern, "Pattern keep:group of the (2N-2):2N family: 2:4, 4:6, 6:8, 8:10 ... 30:32")
+      ->capture_default_str();
+  prune->add_option("--method", method, "magnitude (keep the largest |w|) or wanda (|w| x input column norm)")
+      ->capture_default_str();
+  prune->add_option("--calib", calib, "Calibration norms for wanda: safetensors with F32 [k] tensors 'P.input_norm'");
+  prune->add_option("--precision", precision,
+                    "keep (same dtype), int8 or fp8 (E4M3, per-output-channel scale in P.weight_scale)")
+      ->capture_default_str();
+  prune->add_option("--include", include, "RE2 regex on tensor names choosing the layers (replaces the default rule)");
+  prune->add_option("--exclude", exclude, "RE2 regex on tensor names removing layers");
+  prune->add_flag("-f,--force", force, "Replace OUT if it exists");
+  prune->add_option("IN", in, "Input checkpoint: .safetensors file or Hugging Face directory")->required();
+  prune->add_option("OUT", out, "Output path (file for a file input, directory for a directory input)")->required();
+  add_common(prune);
+  prune->footer(
+      "Default targets: 2-D weights named *.{q,k,v,o,qkv,gate,up,gate_up,down}_proj.weight; never embeddings, "
+      "norms or lm_head. Other tensors and files are copied unchanged.");
+
+  auto* slide = app.add_subcommand("slide", "Add P.slide_weight (windowed 2:4 weight, k' columns) to a pruned checkpoint");
+  slide->add_option("IN", in, "Pruned checkpoint (written by `slidesparse prune`)")->required();
+  slide->add_option("OUT", out, "Output path")->required();
+  slide->add_flag("-f,--force", force, "Replace OUT if it exists");
+  add_common(slide);
+
+  auto* verify = app.add_subcommand("verify", "Check pattern compliance (and with --against, kept values); exit 1 if not compliant");
+  verify->add_option("FILE", in, "Pruned (optionally slid) checkpoint")->required();
+  verify->add_option("--against", against, "The dense checkpoint it was pruned from");
+  add_common(verify);
+
+  auto* info = app.add_subcommand("info", "Tensors, shapes, dtypes, metadata and per-layer sparsity of a checkpoint");
+  info->add_option("FILE", in, "Checkpoint file or directory")->required();
+  add_common(info);
+
+  ss::SynthOptions so;
+  int64_t shards = 0;
+  auto* synth = app.add_subcommand("synth", "Write a random Llama-shaped checkpoint (for demos, tests, benchmarks)");
+  synth->add_option("OUT", out, "Output: a .safetensors file, or a directory with --shards N")->required();
+  synth->add_option("--layers", so.layers, "Decoder layers")->capture_default_str();
+  synth->add_option("--hidden", so.hidden, "Hidden size")->capture_default_str();
+  synth->add_option("--intermediate", so.intermediate, "MLP intermediate size")->capture_default_str();
+  synth->add_option("--vocab", so.vocab, "Vocabulary size")->capture_default_str();
+  synth->add_option("--dtype", so.dtype, "bf16, f16 or f32")->capture_default_str();
+  synth->add_option("--seed", so.seed, "Random seed")->capture_default_str();
+  synth->add_option("--shards", shards, "Write a Hugging Face directory with this many shards (0: one file)")
+      ->capture_default_str();
+  synth->add_flag("-f,--force", force, "Replace OUT if it exists");
+  add_common(synth);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);  // prints help/version or the parse error
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  const size_t limit = verbose ? SIZE_MAX : 12;
+  try {
+    json r;
+    int rc = kExitOk;
+    if (prune->parsed()) {
+      ss::PruneOptions o;
+      o.pattern = ss::Pattern::parse(pattern);
+      auto m = ss::prune_method_from_name(method);
+      if (!m) throw ss::Error(ss::Status::kInvalidArgument, "--method '" + method + "' is not one of: magnitude, wanda");
+      o.method = *m;
+      auto p = ss::precision_from_name(precision);
+      if (!p) throw ss::Error(ss::Status::kInvalidArgument, "--precision '" + precision + "' is not one of: keep, int8, fp8");
+      o.precision = *p;
+      if (!calib.empty() && o.method != ss::PruneMethod::kWanda)
+        throw ss::Error(ss::Status::kInvalidArgument, "--calib is only used by --method wanda");
+      o.calib_path = calib;
+      o.include_re = include;
+      o.exclude_re = exclude;
+      o.force = force;
+      o.num_threads = threads;
+      Progress bar("prune", !quiet);
+      o.progress = bar.fn();
+      r = ss::prune_checkpoint(in, out, o);
+      bar.finish();
+      if (!json_out) print_prune(r, limit);
+    } else if (slide->parsed()) {
+      ss::SlideOptions o;
+      o.force = force;
+      o.num_threads = threads;
+      Progress bar("slide", !quiet);
+      o.progress = bar.fn();
+      r = ss::slide_checkpoint(in, out, o);
+      bar.finish();
+      if (!json_out) print_slide(r, limit);
+    } else if (verify->parsed()) {
+      ss::VerifyOptions o;
+      o.against = against;
+      o.num_threads = threads;
+      Progress bar("verify", !quiet);
+      o.progress = bar.fn();
+      r = ss::verify_checkpoint(in, o);
+      bar.finish();
+      if (!json_out) print_verify(r, limit);
+      rc = r["compliant"].get<bool>() ? kExitOk : kExitNotCompliant;
+    } else if (info->parsed()) {
+      Progress bar("info", !quiet);
+      r = ss::info_checkpoint(in, bar.fn());
+      bar.finish();
+      if (!json_out) print_info(r, limit);
+    } else if (synth->parsed()) {
+      so.shards = int(shards);
+      so.force = force;
+      Progress bar("synth", !quiet);
+      so.progress = bar.fn();
+      r = ss::synth_checkpoint(out, so);
+      bar.finish();
+      if (!json_out) print_synth(r);
+    }
+    if (json_out) std::cout << r.dump(2) << std::endl;
+    return rc;
+  } catch (const ss::Error& e) {
+    std::fprintf(stderr, "slidesparse: error: %s\n", e.message().c_str());
+    if (json_out) {
+      std::cout << json{{"error", {{"status", ss::status_name(e.status())}, {"message", e.message()}}}}.dump(2) << std::endl;
+    }
+    if (e.status() == ss::Status::kInternal && e.file())
+      std::fprintf(stderr, "  (at %s:%d; please report this bug)\n", e.file(), e.line());
+    return exit_code_for(e.status());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "slidesparse: error: out of memory\n");
+    return kExitIo;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "slidesparse: internal error: %s (please report this bug)\n", e.what());
+    return kExitInternal;
+  }
+}

@@ -1,0 +1,66 @@
+// slidesparse: offline conversion over whole checkpoints (prune, slide, verify, info, synth).
+// The CLI is a thin layer over these; each returns a JSON report that the CLI prints either as a
+// table or verbatim (--json). Everything streams tensor by tensor, so peak memory stays near the
+// largest tensor, and nothing is left at the output path unless the whole conversion succeeded.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "slidesparse/pattern.hpp"
+#include "slidesparse/prune.hpp"
+#include "slidesparse/quant.hpp"
+
+namespace slidesparse {
+
+// Called as work proceeds: bytes of tensor data processed so far, total, current tensor name.
+using ProgressFn = std::function<void(uint64_t done_bytes, uint64_t total_bytes, const std::string& tensor)>;
+
+struct PruneOptions {
+  Pattern pattern = Pattern::from_n(4);
+  PruneMethod method = PruneMethod::kMagnitude;
+  std::string calib_path;        // wanda: safetensors with F32 [k] tensors "P.input_norm"
+  Precision precision = Precision::kKeep;
+  std::string include_re;        // RE2, partial match on tensor names; replaces the default rule
+  std::string exclude_re;        // RE2, partial match; removes targets
+  bool force = false;            // replace an existing OUT
+  int num_threads = 0;           // 0: all hardware threads
+  ProgressFn progress;
+};
+nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, const PruneOptions& opts);
+
+struct SlideOptions {
+  bool force = false;
+  int num_threads = 0;
+  ProgressFn progress;
+};
+nlohmann::json slide_checkpoint(const std::string& in, const std::string& out, const SlideOptions& opts);
+
+struct VerifyOptions {
+  std::string against;  // dense checkpoint the pruned one came from ("" = skip)
+  int num_threads = 0;
+  ProgressFn progress;
+};
+// report["compliant"] is the verdict; problems are listed in report["problems"].
+nlohmann::json verify_checkpoint(const std::string& path, const VerifyOptions& opts);
+
+nlohmann::json info_checkpoint(const std::string& path, const ProgressFn& progress = {});
+
+// A random Llama-shaped checkpoint (BF16/F16/F32), for demos, tests and benchmarks.
+struct SynthOptions {
+  int64_t layers = 2, hidden = 256, intermediate = 768, vocab = 1024;
+  int64_t kv_heads_ratio = 4;  // q heads per kv head: k/v projections are [hidden/ratio, hidden]
+  std::string dtype = "bf16";
+  uint64_t seed = 0;
+  int shards = 0;              // 0: single .safetensors file at OUT; >= 1: directory with N shards
+  bool force = false;
+  ProgressFn progress;
+};
+nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& opts);
+
+int resolve_threads(int requested) noexcept;
+
+}  // namespace slidesparse

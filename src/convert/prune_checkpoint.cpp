@@ -1,0 +1,197 @@
+// `slidesparse prune`: select target linears, prune them (2N-2):2N from their original values,
+// optionally quantize per output channel, and stream everything else through byte for byte.
+#include <re2/re2.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <fmt/ranges.h>
+
+#include "common/check.hpp"
+#include "convert/convert.hpp"
+#include "convert/output.hpp"
+#include "slidesparse/checkpoint.hpp"
+
+namespace slidesparse {
+namespace {
+
+std::unique_ptr<RE2> compile_regex(const std::string& pattern, const char* option) {
+  if (pattern.empty()) return nullptr;
+  RE2::Options o;
+  o.set_log_errors(false);
+  auto re = std::make_unique<RE2>(pattern, o);
+  SLIDESPARSE_CHECK(re->ok(), Status::kInvalidArgument, "invalid {} regular expression '{}': {}",
+                    option, pattern, re->error());
+  return re;
+}
+
+bool prunable_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+
+DType output_dtype(Precision p, DType in) {
+  switch (p) {
+    case Precision::kInt8: return DType::kI8;
+    case Precision::kFp8: return DType::kE4M3;
+    case Precision::kKeep: break;
+  }
+  return in;
+}
+
+}  // namespace
+
+int resolve_threads(int requested) noexcept {
+  if (requested > 0) return requested;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? int(hw) : 1;
+}
+
+nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, const PruneOptions& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int threads = resolve_threads(opts.num_threads);
+  check_output_path(in, out, opts.force);
+  const Checkpoint ckpt = Checkpoint::open(in);
+
+  auto include = compile_regex(opts.include_re, "--include");
+  auto exclude = compile_regex(opts.exclude_re, "--exclude");
+
+  std::optional<SafetensorsFile> calib;
+  if (opts.method == PruneMethod::kWanda) {
+    SLIDESPARSE_CHECK(!opts.calib_path.empty(), Status::kInvalidArgument,
+                      "--method wanda needs --calib FILE (per-column input norms, see docs/FORMAT.md)");
+    calib.emplace(SafetensorsFile::open(opts.calib_path));
+  }
+
+  // Pass 1, headers only: choose targets and validate everything before writing a byte.
+  SlideMetadata meta;
+  meta.pattern = opts.pattern;
+  meta.method = prune_method_name(opts.method);
+  std::set<std::string> targets, all_names;
+  nlohmann::json skipped = nlohmann::json::array();
+  int64_t params_total = 0;
+  for (size_t i = 0; i < ckpt.shards.size(); ++i) {
+    const SafetensorsFile shard = SafetensorsFile::open(ckpt.shard_path(i));
+    auto it = shard.metadata().find(kMetadataKey);
+    SLIDESPARSE_CHECK(it == shard.metadata().end(), Status::kInvalidArgument,
+                      "'{}' is already a slidesparse checkpoint; prune the dense original instead",
+                      ckpt.shard_path(i));
+    for (const auto& t : shard.tensors()) {
+      all_names.insert(t.name);
+      params_total += t.numel();
+      bool selected = include ? RE2::PartialMatch(t.name, *include) : is_default_target(t.name);
+      if (selected && exclude && RE2::PartialMatch(t.name, *exclude)) selected = false;
+      if (!selected) continue;
+      const std::string prefix = layer_prefix(t.name);
+      std::string why;
+      if (prefix.empty()) why = "name does not end in .weight";
+      else if (t.shape.size() != 2) why = fmt::format("{}-D, pruning needs a 2-D [n, k] weight", t.shape.size());
+      else if (!prunable_dtype(t.dtype))
+        why = fmt::format("dtype {} (prunable: f32, f16, bf16)", dtype_token(t.dtype));
+      else if (t.shape[0] == 0 || t.shape[1] == 0) why = "empty tensor";
+      if (!why.empty()) {
+        skipped.push_back({{"tensor", t.name}, {"reason", why}});
+        continue;
+      }
+      const int64_t k = t.shape[1];
+      if (calib) {
+        const std::string norm_name = prefix + ".input_norm";
+        const TensorInfo* nt = calib->find(norm_name);
+        SLIDESPARSE_CHECK(nt != nullptr, Status::kInvalidData,
+                          "calibration file '{}' has no tensor '{}' for layer '{}'", opts.calib_path,
+                          norm_name, t.name);
+        SLIDESPARSE_CHECK(nt->dtype == DType::kF32 && nt->shape.size() == 1 && nt->shape[0] == k,
+                          Status::kInvalidData, "calibration tensor '{}' must be F32 [{}], got {} [{}]",
+                          norm_name, k, dtype_token(nt->dtype), fmt::join(nt->shape, ", "));
+      }
+      meta.layers[prefix] = LayerFormat{k, dtype_token(output_dtype(opts.precision, t.dtype)), 0};
+      targets.insert(t.name);
+    }
+  }
+  SLIDESPARSE_CHECK(!targets.empty(), Status::kInvalidArgument,
+                    "no tensor of '{}' was selected for pruning (default: 2-D *_proj.weight of "
+                    "q/k/v/o/gate/up/down, qkv, gate_up; use --include REGEX to choose others)",
+                    in);
+  if (opts.precision != Precision::kKeep) {
+    for (const auto& name : targets) {
+      const std::string scale = layer_prefix(name) + ".weight_scale";
+      SLIDESPARSE_CHECK(!all_names.count(scale), Status::kInvalidData,
+                        "input already holds '{}'; it would clash with the new per-channel scale", scale);
+    }
+  }
+  const std::string meta_json = meta.to_json();
+
+  // Pass 2: stream. Per-layer results are collected as the shards are written.
+  nlohmann::json layers = nlohmann::json::array();
+  int64_t params_pruned = 0, params_in_targets = 0;
+  auto planner = [&](const SafetensorsFile& shard) {
+    std::vector<OutTensor> plan;
+    for (const TensorInfo& t : shard.tensors()) {
+      if (!targets.count(t.name)) {
+        plan.push_back({{t.name, t.dtype, t.shape}, [&shard, t](SafetensorsWriter& w) { copy_tensor(shard, t, w); },
+                        t.nbytes()});
+        continue;
+      }
+      const int64_t n = t.shape[0], k = t.shape[1];
+      const DType out_dtype = output_dtype(opts.precision, t.dtype);
+      auto scale = std::make_shared<std::vector<float>>();
+      auto emit_weight = [&, t, n, k, scale](SafetensorsWriter& w) {
+        std::vector<uint8_t> buf(shard.data(t), shard.data(t) + t.nbytes());
+        shard.release(t);
+        std::vector<float> norms;
+        if (calib) {
+          const TensorInfo* nt = calib->find(layer_prefix(t.name) + ".input_norm");
+          norms.resize(size_t(k));
+          std::memcpy(norms.data(), calib->data(*nt), size_t(k) * sizeof(float));
+          validate_col_norms(norms.data(), k, t.name);
+        }
+        const int64_t dropped = prune_inplace(opts.pattern, opts.method, t.dtype, buf.data(), n, k,
+                                              calib ? norms.data() : nullptr, t.name, threads);
+        params_pruned += dropped;
+        params_in_targets += n * k;
+        layers.push_back({{"tensor", t.name}, {"shape", {n, k}}, {"dtype_in", dtype_token(t.dtype)},
+                          {"dtype_out", dtype_token(out_dtype)}, {"pruned", dropped},
+                          {"pruned_fraction", double(dropped) / double(n * k)}});
+        if (opts.precision == Precision::kKeep) {
+          w.append(buf.data(), buf.size());
+          return;
+        }
+        std::vector<uint8_t> q(size_t(n * k));
+        scale->resize(size_t(n));
+        if (opts.precision == Precision::kInt8)
+          quantize_rows_i8(t.dtype, buf.data(), n, k, reinterpret_cast<int8_t*>(q.data()), scale->data(), threads);
+        else
+          quantize_rows_e4m3(t.dtype, buf.data(), n, k, q.data(), scale->data(), threads);
+        w.append(q.data(), q.size());
+      };
+      plan.push_back({{t.name, out_dtype, t.shape}, emit_weight, t.nbytes()});
+      if (opts.precision != Precision::kKeep) {
+        plan.push_back({{layer_prefix(t.name) + ".weight_scale", DType::kF32, {n}},
+                        [scale](SafetensorsWriter& w) { w.append(scale->data(), scale->size() * sizeof(float)); },
+                        0});
+      }
+    }
+    return plan;
+  };
+  const uint64_t out_bytes = write_converted(ckpt, out, opts.force, meta_json, planner, opts.progress);
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {{"command", "prune"},
+          {"input", in},
+          {"output", out},
+          {"pattern", opts.pattern.str()},
+          {"method", prune_method_name(opts.method)},
+          {"precision", precision_name(opts.precision)},
+          {"layers", layers},
+          {"skipped", skipped},
+          {"num_layers", layers.size()},
+          {"params_total", params_total},
+          {"params_in_layers", params_in_targets},
+          {"params_pruned", params_pruned},
+          {"output_bytes", out_bytes},
+          {"threads", threads},
+          {"seconds", seconds}};
+}
+
+}  // namespace slidesparse
