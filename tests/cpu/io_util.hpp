@@ -1,0 +1,113 @@
+// Shared helpers for the io_* tests: a per-test temporary directory, hand-built safetensors
+// images, and an error matcher that checks both the status and the message.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "slidesparse/error.hpp"
+
+namespace slidesparse::testing {
+
+namespace fs = std::filesystem;
+
+// A fresh directory per test, removed (with everything in it) afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::random_device rd;
+    std::string name = "slidesparse_io_";
+    if (info) name += std::string(info->test_suite_name()) + "_" + info->name() + "_";
+    name += std::to_string(::getpid()) + "_" + std::to_string(rd());
+    for (char& c : name)
+      if (c == '/') c = '_';
+    path_ = fs::temp_directory_path() / name;
+    fs::create_directories(path_);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(path_)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  fs::path path_;
+};
+
+inline std::vector<uint8_t> u64_le(uint64_t v) {
+  std::vector<uint8_t> out(8);
+  for (int i = 0; i < 8; ++i) out[size_t(i)] = uint8_t(v >> (8 * i));
+  return out;
+}
+
+// 8-byte little-endian length + header text + data, exactly as the format lays it out.
+inline std::vector<uint8_t> make_image(const std::string& header, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> out(8 + header.size() + data.size());
+  const auto len = u64_le(header.size());
+  std::copy(len.begin(), len.end(), out.begin());
+  std::copy(header.begin(), header.end(), out.begin() + 8);
+  std::copy(data.begin(), data.end(), out.begin() + 8 + std::ptrdiff_t(header.size()));
+  return out;
+}
+
+inline std::vector<uint8_t> zeros(size_t n) { return std::vector<uint8_t>(n, 0); }
+
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+inline std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs `fn`, requires it to throw slidesparse::Error with `status` and a message containing every
+// one of `parts`. Any other exception type fails the test too (gtest reports it).
+inline ::testing::AssertionResult throws_error(const std::function<void()>& fn, Status status,
+                                               std::initializer_list<std::string> parts) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (e.status() != status) {
+      return ::testing::AssertionFailure() << "status " << status_name(e.status()) << ", expected "
+                                           << status_name(status) << "; message: " << e.message();
+    }
+    for (const auto& p : parts) {
+      if (e.message().find(p) == std::string::npos) {
+        return ::testing::AssertionFailure()
+               << "message lacks \"" << p << "\"; message: " << e.message();
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "no exception; expected " << status_name(status);
+}
+
+}  // namespace slidesparse::testing
