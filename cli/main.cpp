@@ -172,8 +172,16 @@ void print_info(const json& r, size_t limit) {
              r["kind"].get<std::string>(), r["shards"].size(), r["shards"].size() == 1 ? "" : "s",
              r["num_tensors"].get<size_t>(), human_count(r["params"].get<double>()),
              human_bytes(r["total_bytes"].get<double>()));
-  for (const auto& [k, v] : r["metadata"].items())
-    fmt::print("  metadata {}: {}\n", k, v.is_string() ? v.get<std::string>() : v.dump());
+  for (const auto& [k, v] : r["metadata"].items()) {
+    if (k == "slidesparse" && v.is_object()) {
+      size_t slid = 0;
+      for (const auto& [name, l] : v["layers"].items()) slid += l.value("k_slide", 0) > 0;
+      fmt::print("  slidesparse format {}: pattern {}, method {}, {} pruned layers ({} slid)\n", v["format"].dump(),
+                 v["pattern"].get<std::string>(), v["method"].get<std::string>(), v["layers"].size(), slid);
+    } else {
+      fmt::print("  metadata {}: {}\n", k, v.is_string() ? v.get<std::string>() : v.dump());
+    }
+  }
   fmt::print("  {:<56} {:>6} {:>16} {:>11}\n", "tensor", "dtype", "shape", "bytes");
   print_rows(r["tensors"], limit, [](const json& t) {
     fmt::print("  {:<56} {:>6} {:>16} {:>11}\n", t["name"].get<std::string>(), t["dtype"].get<std::string>(),

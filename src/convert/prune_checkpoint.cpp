@@ -136,7 +136,7 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
       const int64_t n = t.shape[0], k = t.shape[1];
       const DType out_dtype = output_dtype(opts.precision, t.dtype);
       auto scale = std::make_shared<std::vector<float>>();
-      auto emit_weight = [&, t, n, k, scale](SafetensorsWriter& w) {
+      auto emit_weight = [&, t, n, k, out_dtype, scale](SafetensorsWriter& w) {
         std::vector<uint8_t> buf(shard.data(t), shard.data(t) + t.nbytes());
         shard.release(t);
         std::vector<float> norms;
