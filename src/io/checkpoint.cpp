@@ -70,6 +70,7 @@ void open_sharded(Checkpoint& c, const std::string& index_path) {
                     "{}: \"weight_map\" must be an object of tensor name -> shard file, got {}",
                     index_path, describe_json(wm));
 
+  SLIDESPARSE_CHECK(!wm.empty(), Status::kBadFormat, "{}: \"weight_map\" is empty", index_path);
   std::map<std::string, std::string> weight_map;
   std::set<std::string> shard_set;
   for (const auto& [tensor, shard] : wm.items()) {
@@ -213,7 +214,13 @@ std::string SlideMetadata::to_json() const {
   doc["pattern"] = pattern.str();
   doc["method"] = method;
   doc["layers"] = std::move(layers_json);
-  return doc.dump();
+  try {
+    return doc.dump();
+  } catch (const ordered_json::exception& e) {
+    // dump() refuses strings that are not valid UTF-8 (method, layer names).
+    SLIDESPARSE_FAIL(Status::kInvalidArgument, "slidesparse metadata is not valid UTF-8: {}",
+                     e.what());
+  }
 }
 
 SlideMetadata SlideMetadata::from_json(std::string_view text, std::string_view what) {

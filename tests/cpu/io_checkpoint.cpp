@@ -172,6 +172,9 @@ TEST(CheckpointIndex, NoWeightMap) {
   fx.set_index(R"({"metadata":{}})");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
                            {fx.index_path(), "no \"weight_map\""}));
+  fx.set_index(R"({"weight_map":{}})");
+  EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
+                           {fx.index_path(), "\"weight_map\" is empty"}));
   fx.set_index(R"({"weight_map":["a"]})");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
                            {fx.index_path(), "\"weight_map\" must be an object"}));

@@ -162,6 +162,17 @@ TEST(SafetensorsRead, HeaderNotObject) {
   EXPECT_TRUE(rejects("\"s\"", {}, {"must be a JSON object", "the string \"s\""}));
 }
 
+TEST(SafetensorsRead, DeepNestingDoesNotExhaustTheStack) {
+  // Parsing, rejecting and destroying a deep document must not recurse per level.
+  const size_t depth = 100000;  // past what 8 MiB of stack holds at ~100 bytes per level
+  EXPECT_TRUE(rejects(std::string(depth, '[') + std::string(depth, ']'), {},
+                      {"must be a JSON object", "an array of 1 elements"}));
+  std::string nested;
+  for (size_t i = 0; i < depth; ++i) nested += "{\"a\":";
+  nested += "1" + std::string(depth, '}');
+  EXPECT_TRUE(rejects(nested, {}, {"\"a\"", "unexpected key \"a\""}));
+}
+
 // --- entry errors -----------------------------------------------------------------------------
 
 TEST(SafetensorsRead, EntryNotObject) {

@@ -52,6 +52,12 @@ TEST(SlideMetadata, RoundTrip) {
   EXPECT_EQ(e.layers.at("p").k_slide, 0);
 }
 
+TEST(SlideMetadata, ToJsonRejectsInvalidUtf8) {
+  SlideMetadata m = sample();
+  m.method = "bad\xff";
+  EXPECT_TRUE(throws_error([&] { m.to_json(); }, Status::kInvalidArgument, {"not valid UTF-8"}));
+}
+
 ::testing::AssertionResult bad(const std::string& json, std::initializer_list<std::string> parts,
                                Status status = Status::kBadFormat) {
   auto r = throws_error([&] { SlideMetadata::from_json(json, kWhat); }, status, {kWhat});

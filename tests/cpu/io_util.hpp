@@ -62,7 +62,8 @@ inline std::vector<uint8_t> u64_le(uint64_t v) {
 }
 
 // 8-byte little-endian length + header text + data, exactly as the format lays it out.
-inline std::vector<uint8_t> make_image(const std::string& header, const std::vector<uint8_t>& data) {
+inline std::vector<uint8_t> make_image(const std::string& header,
+                                       const std::vector<uint8_t>& data) {
   std::vector<uint8_t> out(8 + header.size() + data.size());
   const auto len = u64_le(header.size());
   std::copy(len.begin(), len.end(), out.begin());
