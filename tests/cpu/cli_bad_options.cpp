@@ -219,6 +219,36 @@ TEST(cli_OutputIsInput, RefusedEvenWithForce) {
   EXPECT_EQ(hidden_entries(model), std::vector<std::string>{});
 }
 
+// The parent of OUT must exist (nothing is created above the output itself).
+TEST(cli_OutputPath, ParentMissingExit3) {
+  TempDir dir;
+  const std::string in = dir.file("in.safetensors");
+  write_dense(in);
+  expect_error(run_cli({"prune", in, dir.file("no/such/out.safetensors")}), kExitNotFound,
+               {"output directory", "no/such", "does not exist"});
+  EXPECT_EQ(entries(dir.path().string()), std::vector<std::string>{"in.safetensors"});
+}
+
+// "pruned/" names the directory "pruned", as it does for every shell tool.
+TEST(cli_OutputPath, TrailingSlashNamesTheDirectory) {
+  TempDir dir;
+  const std::string model = dir.file("model"), out = dir.file("pruned"), slid = dir.file("slid");
+  const CliResult sy = run_cli({"synth", model + "/", "--shards", "2", "--layers", "1", "--hidden", "32",
+                                "--intermediate", "48", "--vocab", "16"});
+  EXPECT_EQ(sy.code, 0) << sy;
+  ASSERT_TRUE(fs::is_directory(model)) << sy;
+  const CliResult p1 = run_cli({"prune", model + "/", out + "/"});
+  EXPECT_EQ(p1.code, 0) << p1;
+  const CliResult p2 = run_cli({"prune", "--force", model, out + "/"});
+  EXPECT_EQ(p2.code, 0) << p2;
+  const CliResult s1 = run_cli({"slide", out + "/", slid + "//"});
+  EXPECT_EQ(s1.code, 0) << s1;
+  const CliResult v = run_cli({"verify", slid + "/", "--against", model + "/"});
+  EXPECT_EQ(v.code, 0) << v;
+  EXPECT_EQ(entries(dir.path().string()), (std::vector<std::string>{"model", "pruned", "slid"}));
+  for (const auto& d : {model, out, slid}) EXPECT_EQ(hidden_entries(d), std::vector<std::string>{}) << d;
+}
+
 // ---- wanda calibration ---------------------------------------------------------------------
 
 TEST(cli_Wanda, NeedsCalib) {
