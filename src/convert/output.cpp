@@ -40,7 +40,14 @@ struct StagingDir {
 
 }  // namespace
 
-void check_output_path(const std::string& in, const std::string& out, bool force) {
+std::string strip_trailing_separators(const std::string& out) {
+  std::string s = out;
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+void check_output_path(const std::string& in, const std::string& out_arg, bool force) {
+  const std::string out = strip_trailing_separators(out_arg);
   std::error_code ec;
   SLIDESPARSE_CHECK(!out.empty(), Status::kInvalidArgument, "output path is empty");
   if (fs::exists(out, ec)) {
@@ -79,7 +86,7 @@ uint64_t write_converted(const Checkpoint& in, const std::string& out, bool forc
     for (const auto& t : shards.back().tensors()) total_work += t.nbytes();
   }
 
-  const fs::path out_path(out);
+  const fs::path out_path(strip_trailing_separators(out));
   StagingDir staging;
   if (in.is_directory) {
     fs::path parent = out_path.parent_path();

@@ -34,4 +34,8 @@ void copy_tensor(const SafetensorsFile& in, const TensorInfo& t, SafetensorsWrit
 // Fails with kAlreadyExists unless force; kInvalidArgument when out resolves to in.
 void check_output_path(const std::string& in, const std::string& out, bool force);
 
+// `out` without trailing separators: "pruned/" names the directory "pruned" (its parent is the
+// staging location, and its file name the base of hidden sibling names).
+std::string strip_trailing_separators(const std::string& out);
+
 }  // namespace slidesparse

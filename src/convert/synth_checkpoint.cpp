@@ -100,7 +100,8 @@ nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& o) {
   // A directory output is staged then renamed; a file output relies on the writer's atomicity.
   const bool as_dir = o.shards >= 1;
   check_output_path("", out, o.force);
-  fs::path staging = as_dir ? fs::path(out).parent_path() / ("." + fs::path(out).filename().string() + ".tmp-synth") : fs::path();
+  const fs::path out_path(strip_trailing_separators(out));
+  fs::path staging = as_dir ? out_path.parent_path() / ("." + out_path.filename().string() + ".tmp-synth") : fs::path();
   if (as_dir) {
     if (staging.parent_path().empty()) staging = fs::path(".") / staging;
     fs::remove_all(staging);
@@ -152,8 +153,8 @@ nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& o) {
         const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
         write_text_file_atomic((staging / kIndexFileName).string(), index.dump(2) + "\n");
       }
-      if (fs::exists(out)) fs::remove_all(out);
-      fs::rename(staging, out);
+      if (fs::exists(out_path)) fs::remove_all(out_path);
+      fs::rename(staging, out_path);
     }
   } catch (...) {
     if (as_dir) {
