@@ -485,6 +485,34 @@ TEST(cli_SlideTooDense, Exit6NamesLayerRowGroup) {
   EXPECT_EQ(entries(dir.path().string()), (std::vector<std::string>{"in.safetensors", "p.safetensors"}));
 }
 
+// An input that already holds P.weight_scale cannot take a new per-channel scale.
+TEST(cli_ScaleClash, QuantizingOverExistingScaleExit6) {
+  TempDir dir;
+  const std::string in = dir.file("in.safetensors"), out = dir.file("out.safetensors");
+  std::mt19937 rng(3);
+  write_safetensors(in, {f32_tensor(kQ, {4, 16}, small_ints(rng, 64)),
+                         f32_tensor("model.layers.0.self_attn.q_proj.weight_scale", {4}, {1, 1, 1, 1})});
+  expect_error(run_cli({"prune", "--precision", "fp8", in, out}), kExitInvalidData,
+               {"model.layers.0.self_attn.q_proj.weight_scale", "clash"});
+  EXPECT_EQ(entries(dir.path().string()), std::vector<std::string>{"in.safetensors"});
+  // With --precision keep there is no clash: the tensor is copied.
+  const CliResult r = run_cli({"prune", in, out});
+  EXPECT_EQ(r.code, 0) << r;
+}
+
+// A valid file with no tensors: info works, prune has nothing to select, verify has no metadata.
+TEST(cli_EmptyCheckpoint, NoTensors) {
+  TempDir dir;
+  const std::string in = dir.file("empty.safetensors");
+  write_bytes(in, make_image("{}", {}));
+  const CliResult i = run_cli({"info", "--json", in});
+  EXPECT_EQ(i.code, 0) << i;
+  EXPECT_EQ(json::parse(i.out)["num_tensors"], 0);
+  expect_error(run_cli({"prune", in, dir.file("o.safetensors")}), kExitUsage, {"no tensor"});
+  expect_error(run_cli({"verify", in}), kExitBadFormat, {"no \"slidesparse\" metadata"});
+  EXPECT_EQ(entries(dir.path().string()), std::vector<std::string>{"empty.safetensors"});
+}
+
 // --json on failure: stdout carries {"error": {"status", "message"}}.
 TEST(cli_JsonError, ErrorObjectOnStdout) {
   TempDir dir;

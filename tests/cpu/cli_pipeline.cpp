@@ -206,8 +206,14 @@ TEST_P(cli_Sharded, DirectoryPipeline) {
   const std::vector<std::string> want_entries = {"config.json", "model-00001-of-00002.safetensors",
                                                  "model-00002-of-00002.safetensors", "model.safetensors.index.json"};
   ASSERT_EQ(entries(in), want_entries);
-  // An extra non-tensor file is copied too.
+  // An extra non-tensor file is copied too, and extra index keys survive the rewrite.
   write_text(in + "/tokenizer.json", "{\"tok\": [1, 2, 3]}\n");
+  {
+    json index = json::parse(read_text(in + "/model.safetensors.index.json"));
+    index["metadata"]["custom"] = "kept";
+    index["extra_top_level"] = json::array({1, 2});
+    write_text(in + "/model.safetensors.index.json", index.dump(2));
+  }
 
   const CliResult pr = run_cli({"prune", "--pattern", "6:8", "--precision", precision, in, p});
   ASSERT_EQ(pr.code, 0) << pr;
@@ -248,6 +254,8 @@ TEST_P(cli_Sharded, DirectoryPipeline) {
     for (const auto& [k, v] : index["weight_map"].items()) listed[k] = v.get<std::string>();
     EXPECT_EQ(listed, where);
     EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), total);
+    EXPECT_EQ(index["metadata"]["custom"], "kept");
+    EXPECT_EQ(index["extra_top_level"], json::array({1, 2}));
     ASSERT_TRUE(index["metadata"].contains("slidesparse"));
     EXPECT_EQ(index["metadata"]["slidesparse"].get<std::string>(), meta0);
 

@@ -409,6 +409,9 @@ inline void check_layer(const std::map<std::string, Loaded>& dense, const std::m
       const double tol = c.precision == "int8" ? 0.5 * s : std::ldexp(std::fabs(dv[i]), -4) + std::ldexp(s, -10);
       ASSERT_LE(err, tol * (1 + 1e-4)) << "row " << r << " column " << j << " v=" << dv[i] << " q=" << wv[i]
                                        << " s=" << s;
+      if (w.is_zero(i)) {  // FORMAT.md 3: a -0 result is stored as +0
+        for (size_t b = 0; b < dtype_size(w.dtype); ++b) ASSERT_EQ(w.elem(i)[b], 0) << "-0 code at row " << r;
+      }
       if (c.exact_ints) {
         ASSERT_EQ(w.is_zero(i), dv[i] == 0) << "row " << r << " column " << j;
       }
