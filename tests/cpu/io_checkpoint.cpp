@@ -53,7 +53,7 @@ struct ShardedFixture {
   void set_index(const std::string& text) { write_text(index_path(), text); }
 };
 
-TEST(CheckpointOpen, ShardedDirectory) {
+TEST(io_CheckpointOpen, ShardedDirectory) {
   ShardedFixture fx;
   const auto c = Checkpoint::open(fx.dir.path().string());
   EXPECT_TRUE(c.is_directory);
@@ -81,7 +81,7 @@ TEST(CheckpointOpen, ShardedDirectory) {
                            {"shard index 3", "3 shards"}));
 }
 
-TEST(CheckpointOpen, SingleFile) {
+TEST(io_CheckpointOpen, SingleFile) {
   TempDir dir;
   const std::string p = dir.file("m.safetensors");
   write_safetensors(p, tensors({"a.weight"}));
@@ -95,14 +95,14 @@ TEST(CheckpointOpen, SingleFile) {
   EXPECT_EQ(c.shard_path(0), p);
 }
 
-TEST(CheckpointOpen, SingleFileBadHeader) {
+TEST(io_CheckpointOpen, SingleFileBadHeader) {
   TempDir dir;
   const std::string p = dir.file("m.safetensors");
   write_text(p, "garbage!");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(p); }, Status::kBadFormat, {p}));
 }
 
-TEST(CheckpointOpen, DirectoryWithModelSafetensors) {
+TEST(io_CheckpointOpen, DirectoryWithModelSafetensors) {
   TempDir dir;
   write_safetensors(dir.file(kSingleFileName), tensors({"a.weight"}));
   write_safetensors(dir.file("extra.safetensors"), tensors({"b.weight"}));
@@ -115,7 +115,7 @@ TEST(CheckpointOpen, DirectoryWithModelSafetensors) {
   EXPECT_EQ(c.shard_path(0), dir.file(kSingleFileName));
 }
 
-TEST(CheckpointOpen, DirectoryWithOneOtherSafetensors) {
+TEST(io_CheckpointOpen, DirectoryWithOneOtherSafetensors) {
   TempDir dir;
   write_safetensors(dir.file("weights.safetensors"), tensors({"a.weight"}));
   write_text(dir.file("README.md"), "x");
@@ -124,7 +124,7 @@ TEST(CheckpointOpen, DirectoryWithOneOtherSafetensors) {
   EXPECT_EQ(c.other_files, (std::vector<std::string>{"README.md"}));
 }
 
-TEST(CheckpointOpen, DirectoryWithSeveralSafetensorsAndNoIndex) {
+TEST(io_CheckpointOpen, DirectoryWithSeveralSafetensorsAndNoIndex) {
   TempDir dir;
   write_safetensors(dir.file("a.safetensors"), tensors({"a.weight"}));
   write_safetensors(dir.file("b.safetensors"), tensors({"b.weight"}));
@@ -134,7 +134,7 @@ TEST(CheckpointOpen, DirectoryWithSeveralSafetensorsAndNoIndex) {
                    {p, "2 .safetensors files", "a.safetensors, b.safetensors", kIndexFileName}));
 }
 
-TEST(CheckpointOpen, EmptyDirectoryAndMissingPath) {
+TEST(io_CheckpointOpen, EmptyDirectoryAndMissingPath) {
   TempDir dir;
   write_text(dir.file("config.json"), "{}");
   const std::string p = dir.path().string();
@@ -144,7 +144,7 @@ TEST(CheckpointOpen, EmptyDirectoryAndMissingPath) {
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(missing); }, Status::kNotFound, {missing}));
 }
 
-TEST(CheckpointOpen, DirectoryWithCorruptSingleFile) {
+TEST(io_CheckpointOpen, DirectoryWithCorruptSingleFile) {
   TempDir dir;
   write_text(dir.file(kSingleFileName), "0123456789");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(dir.path().string()); }, Status::kBadFormat,
@@ -153,21 +153,21 @@ TEST(CheckpointOpen, DirectoryWithCorruptSingleFile) {
 
 // --- index errors -----------------------------------------------------------------------------
 
-TEST(CheckpointIndex, NotJson) {
+TEST(io_CheckpointIndex, NotJson) {
   ShardedFixture fx;
   fx.set_index("{\"weight_map\": ");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
                            {fx.index_path(), "index is not valid JSON"}));
 }
 
-TEST(CheckpointIndex, NotObject) {
+TEST(io_CheckpointIndex, NotObject) {
   ShardedFixture fx;
   fx.set_index("[]");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
                            {fx.index_path(), "index must be a JSON object", "an array"}));
 }
 
-TEST(CheckpointIndex, NoWeightMap) {
+TEST(io_CheckpointIndex, NoWeightMap) {
   ShardedFixture fx;
   fx.set_index(R"({"metadata":{}})");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
@@ -180,21 +180,21 @@ TEST(CheckpointIndex, NoWeightMap) {
                            {fx.index_path(), "\"weight_map\" must be an object"}));
 }
 
-TEST(CheckpointIndex, ValueNotString) {
+TEST(io_CheckpointIndex, ValueNotString) {
   ShardedFixture fx;
   fx.set_index(R"({"weight_map":{"lm_head.weight":3}})");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
                            {fx.index_path(), "\"lm_head.weight\"", "the integer 3"}));
 }
 
-TEST(CheckpointIndex, DuplicateTensorInWeightMap) {
+TEST(io_CheckpointIndex, DuplicateTensorInWeightMap) {
   ShardedFixture fx;
   fx.set_index(R"({"weight_map":{"a":"x.safetensors","a":"y.safetensors"}})");
   EXPECT_TRUE(throws_error([&] { Checkpoint::open(fx.dir.path().string()); }, Status::kBadFormat,
                            {fx.index_path(), "duplicate key \"a\""}));
 }
 
-TEST(CheckpointIndex, ShardMissing) {
+TEST(io_CheckpointIndex, ShardMissing) {
   ShardedFixture fx;
   std::filesystem::remove(fx.dir.path() / "model-00002-of-00003.safetensors");
   EXPECT_TRUE(
@@ -202,7 +202,7 @@ TEST(CheckpointIndex, ShardMissing) {
                    {fx.index_path(), "\"model-00002-of-00003.safetensors\"", "does not exist"}));
 }
 
-TEST(CheckpointIndex, ShardEscapingDirectory) {
+TEST(io_CheckpointIndex, ShardEscapingDirectory) {
   ShardedFixture fx;
   const char* bad[] = {"../model-00001-of-00003.safetensors", "/etc/passwd", "sub/x.safetensors",
                        "..", "."};
@@ -218,7 +218,7 @@ TEST(CheckpointIndex, ShardEscapingDirectory) {
                            {"not a file name"}));
 }
 
-TEST(CheckpointIndex, TensorMissingFromWeightMap) {
+TEST(io_CheckpointIndex, TensorMissingFromWeightMap) {
   ShardedFixture fx;
   fx.set_index(R"({"weight_map":{
       "model.embed_tokens.weight":"model-00001-of-00003.safetensors",
@@ -231,7 +231,7 @@ TEST(CheckpointIndex, TensorMissingFromWeightMap) {
                     "\"model-00003-of-00003.safetensors\"", "missing from the weight_map"}));
 }
 
-TEST(CheckpointIndex, WeightMapNamesAbsentTensor) {
+TEST(io_CheckpointIndex, WeightMapNamesAbsentTensor) {
   ShardedFixture fx;
   fx.set_index(R"({"weight_map":{
       "model.embed_tokens.weight":"model-00001-of-00003.safetensors",
@@ -245,7 +245,7 @@ TEST(CheckpointIndex, WeightMapNamesAbsentTensor) {
                             "\"model-00002-of-00003.safetensors\"", "does not contain it"}));
 }
 
-TEST(CheckpointIndex, TensorInWrongShard) {
+TEST(io_CheckpointIndex, TensorInWrongShard) {
   ShardedFixture fx;
   fx.set_index(R"({"weight_map":{
       "model.embed_tokens.weight":"model-00001-of-00003.safetensors",
@@ -257,7 +257,7 @@ TEST(CheckpointIndex, TensorInWrongShard) {
                            {fx.index_path(), "is in shard", "but the weight_map says"}));
 }
 
-TEST(CheckpointIndex, CorruptShardNamesShard) {
+TEST(io_CheckpointIndex, CorruptShardNamesShard) {
   ShardedFixture fx;
   const std::string shard = fx.dir.file("model-00003-of-00003.safetensors");
   write_text(shard, "not a safetensors file");
@@ -267,7 +267,7 @@ TEST(CheckpointIndex, CorruptShardNamesShard) {
 
 // --- tensor names -----------------------------------------------------------------------------
 
-TEST(TensorNames, DefaultTargets) {
+TEST(io_TensorNames, DefaultTargets) {
   const char* yes[] = {
       "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
       "model.layers.0.self_attn.v_proj.weight", "model.layers.31.self_attn.o_proj.weight",
@@ -295,7 +295,7 @@ TEST(TensorNames, DefaultTargets) {
   for (const char* n : no) EXPECT_FALSE(is_default_target(n)) << n;
 }
 
-TEST(TensorNames, LayerPrefix) {
+TEST(io_TensorNames, LayerPrefix) {
   EXPECT_EQ(layer_prefix("model.layers.0.mlp.up_proj.weight"), "model.layers.0.mlp.up_proj");
   EXPECT_EQ(layer_prefix("a.weight"), "a");
   EXPECT_EQ(layer_prefix("a.bias"), "");

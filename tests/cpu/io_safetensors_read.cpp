@@ -38,7 +38,7 @@ std::string entry(const std::string& dtype, const std::string& shape, uint64_t b
 
 // --- valid images -----------------------------------------------------------------------------
 
-TEST(SafetensorsRead, HandBuiltImageParsesExactly) {
+TEST(io_SafetensorsRead, HandBuiltImageParsesExactly) {
   // Entries deliberately not in file order: the reader must sort them by offset.
   const std::string header = R"({"__metadata__":{"format":"pt","note":"x"},)"
                              R"("b":{"dtype":"I8","shape":[2],"data_offsets":[8,10]},)"
@@ -74,14 +74,14 @@ TEST(SafetensorsRead, HandBuiltImageParsesExactly) {
   EXPECT_EQ(back[1], -2.0f);
 }
 
-TEST(SafetensorsRead, ScalarHasOneElement) {
+TEST(io_SafetensorsRead, ScalarHasOneElement) {
   const auto h = parse(make_image("{\"s\":" + entry("F64", "[]", 0, 8) + "}", zeros(8)));
   ASSERT_EQ(h.tensors.size(), 1u);
   EXPECT_TRUE(h.tensors[0].shape.empty());
   EXPECT_EQ(h.tensors[0].numel(), 1);
 }
 
-TEST(SafetensorsRead, EmptyTensorsAnywhere) {
+TEST(io_SafetensorsRead, EmptyTensorsAnywhere) {
   // Zero-size tensors before, between and after non-empty ones, and at the same offset.
   const std::string header =
       "{\"e0\":" + entry("F32", "[0]", 0, 0) + ",\"a\":" + entry("F32", "[1]", 0, 4) +
@@ -95,7 +95,7 @@ TEST(SafetensorsRead, EmptyTensorsAnywhere) {
   EXPECT_EQ(h.find("e1")->numel(), 0);
 }
 
-TEST(SafetensorsRead, NoTensorsAndPaddedHeader) {
+TEST(io_SafetensorsRead, NoTensorsAndPaddedHeader) {
   const auto h = parse(make_image("{}      ", {}));
   EXPECT_TRUE(h.tensors.empty());
   EXPECT_TRUE(h.metadata.empty());
@@ -104,7 +104,7 @@ TEST(SafetensorsRead, NoTensorsAndPaddedHeader) {
   EXPECT_TRUE(m.metadata.empty());
 }
 
-TEST(SafetensorsRead, AllDtypeNames) {
+TEST(io_SafetensorsRead, AllDtypeNames) {
   const std::pair<const char*, size_t> names[] = {
       {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
       {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
@@ -120,14 +120,14 @@ TEST(SafetensorsRead, AllDtypeNames) {
 
 // --- file-level errors ------------------------------------------------------------------------
 
-TEST(SafetensorsRead, EmptyAndShortFiles) {
+TEST(io_SafetensorsRead, EmptyAndShortFiles) {
   EXPECT_TRUE(throws_error([] { parse_safetensors(nullptr, 0, kWhat); }, Status::kBadFormat,
                            {kWhat, "0 bytes", "shorter than"}));
   const std::vector<uint8_t> five = {1, 0, 0, 0, 0};
   EXPECT_TRUE(throws_error([&] { parse(five); }, Status::kBadFormat, {kWhat, "5 bytes"}));
 }
 
-TEST(SafetensorsRead, HeaderLengthPastEnd) {
+TEST(io_SafetensorsRead, HeaderLengthPastEnd) {
   auto image = make_image("{}", {});
   image[0] = 100;  // claims 100 header bytes, file has 2
   EXPECT_TRUE(throws_error([&] { parse(image); }, Status::kBadFormat,
@@ -138,7 +138,7 @@ TEST(SafetensorsRead, HeaderLengthPastEnd) {
                            {kWhat, "18446744073709551615", "exceeds the limit"}));
 }
 
-TEST(SafetensorsRead, HeaderLengthOverLimit) {
+TEST(io_SafetensorsRead, HeaderLengthOverLimit) {
   const uint64_t h = kMaxHeaderBytes + 1;
   auto image = testing::u64_le(h);
   EXPECT_TRUE(throws_error(
@@ -146,7 +146,7 @@ TEST(SafetensorsRead, HeaderLengthOverLimit) {
       {kWhat, std::to_string(h), "exceeds the limit", std::to_string(kMaxHeaderBytes)}));
 }
 
-TEST(SafetensorsRead, HeaderNotJson) {
+TEST(io_SafetensorsRead, HeaderNotJson) {
   EXPECT_TRUE(rejects("{\"a\": ", {}, {"header is not valid JSON"}));
   EXPECT_TRUE(rejects("", {}, {"header is not valid JSON"}));
   EXPECT_TRUE(rejects("{} trailing", {}, {"header is not valid JSON"}));
@@ -156,13 +156,13 @@ TEST(SafetensorsRead, HeaderNotJson) {
   EXPECT_TRUE(rejects("{\"\xff\":1}", {}, {"header is not valid JSON"}));  // invalid UTF-8
 }
 
-TEST(SafetensorsRead, HeaderNotObject) {
+TEST(io_SafetensorsRead, HeaderNotObject) {
   EXPECT_TRUE(rejects("[1,2]", {}, {"must be a JSON object", "an array of 2 elements"}));
   EXPECT_TRUE(rejects("42", {}, {"must be a JSON object", "the integer 42"}));
   EXPECT_TRUE(rejects("\"s\"", {}, {"must be a JSON object", "the string \"s\""}));
 }
 
-TEST(SafetensorsRead, DeepNestingDoesNotExhaustTheStack) {
+TEST(io_SafetensorsRead, DeepNestingDoesNotExhaustTheStack) {
   // Parsing, rejecting and destroying a deep document must not recurse per level.
   const size_t depth = 100000;  // past what 8 MiB of stack holds at ~100 bytes per level
   EXPECT_TRUE(rejects(std::string(depth, '[') + std::string(depth, ']'), {},
@@ -175,12 +175,12 @@ TEST(SafetensorsRead, DeepNestingDoesNotExhaustTheStack) {
 
 // --- entry errors -----------------------------------------------------------------------------
 
-TEST(SafetensorsRead, EntryNotObject) {
+TEST(io_SafetensorsRead, EntryNotObject) {
   EXPECT_TRUE(rejects(R"({"w":5})", {}, {"\"w\"", "entry must be an object", "the integer 5"}));
   EXPECT_TRUE(rejects(R"({"w":[0,4]})", {}, {"\"w\"", "entry must be an object"}));
 }
 
-TEST(SafetensorsRead, MissingFields) {
+TEST(io_SafetensorsRead, MissingFields) {
   EXPECT_TRUE(rejects(R"({"w":{"shape":[1],"data_offsets":[0,4]}})", zeros(4),
                       {"\"w\"", "missing \"dtype\""}));
   EXPECT_TRUE(rejects(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", zeros(4),
@@ -189,12 +189,12 @@ TEST(SafetensorsRead, MissingFields) {
                       {"\"w\"", "missing \"data_offsets\""}));
 }
 
-TEST(SafetensorsRead, UnexpectedField) {
+TEST(io_SafetensorsRead, UnexpectedField) {
   EXPECT_TRUE(rejects(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"extra":1}})",
                       zeros(4), {"\"w\"", "unexpected key \"extra\""}));
 }
 
-TEST(SafetensorsRead, UnknownDtype) {
+TEST(io_SafetensorsRead, UnknownDtype) {
   EXPECT_TRUE(rejects("{\"w\":" + entry("F7", "[1]", 0, 1) + "}", zeros(1),
                       {"\"w\"", "unknown dtype", "\"F7\"", "supported", "BF16", "F8_E4M3"}));
   EXPECT_TRUE(
@@ -203,7 +203,7 @@ TEST(SafetensorsRead, UnknownDtype) {
                       {"\"w\"", "\"dtype\" must be a string", "the integer 4"}));
 }
 
-TEST(SafetensorsRead, ShapeNotArrayOfIntegers) {
+TEST(io_SafetensorsRead, ShapeNotArrayOfIntegers) {
   EXPECT_TRUE(rejects("{\"w\":" + entry("F32", "3", 0, 12) + "}", zeros(12),
                       {"\"w\"", "\"shape\" must be an array of integers", "the integer 3"}));
   EXPECT_TRUE(rejects("{\"w\":" + entry("F32", "[2.5]", 0, 8) + "}", zeros(8),
@@ -216,17 +216,17 @@ TEST(SafetensorsRead, ShapeNotArrayOfIntegers) {
                       {"\"w\"", "dim 0", "null"}));
 }
 
-TEST(SafetensorsRead, NegativeShapeDim) {
+TEST(io_SafetensorsRead, NegativeShapeDim) {
   EXPECT_TRUE(rejects("{\"w\":" + entry("F32", "[2,-3]", 0, 0) + "}", {},
                       {"\"w\"", "negative shape dim -3", "index 1"}));
 }
 
-TEST(SafetensorsRead, ShapeDimBeyondInt64) {
+TEST(io_SafetensorsRead, ShapeDimBeyondInt64) {
   EXPECT_TRUE(rejects("{\"w\":" + entry("I8", "[9223372036854775808]", 0, 0) + "}", {},
                       {"\"w\"", "9223372036854775808", "int64 range"}));
 }
 
-TEST(SafetensorsRead, ShapeNumelOverflow) {
+TEST(io_SafetensorsRead, ShapeNumelOverflow) {
   // 2^62 * 4 overflows the int64 element count; 2^62 F64 elements overflow the 64-bit byte count.
   EXPECT_TRUE(rejects("{\"w\":" + entry("I8", "[4611686018427387904,4]", 0, 0) + "}", {},
                       {"\"w\"", "[4611686018427387904, 4]", "overflows"}));
@@ -241,7 +241,7 @@ TEST(SafetensorsRead, ShapeNumelOverflow) {
   EXPECT_EQ(h.tensors[0].numel(), 0);
 }
 
-TEST(SafetensorsRead, DataOffsetsMalformed) {
+TEST(io_SafetensorsRead, DataOffsetsMalformed) {
   const char* bad[] = {"[0]", "[0,4,8]", "4", "[0,-4]", "[0,\"4\"]", "[0,4.0]", "[null,4]"};
   for (const char* off : bad) {
     const std::string h =
@@ -254,12 +254,12 @@ TEST(SafetensorsRead, DataOffsetsMalformed) {
                       {"must be [begin, end]", "an array of 1 elements"}));
 }
 
-TEST(SafetensorsRead, ReversedOffsets) {
+TEST(io_SafetensorsRead, ReversedOffsets) {
   EXPECT_TRUE(rejects("{\"w\":" + entry("F32", "[1]", 8, 4) + "}", zeros(8),
                       {"\"w\"", "reversed", "begin 8 > end 4"}));
 }
 
-TEST(SafetensorsRead, OffsetPastBuffer) {
+TEST(io_SafetensorsRead, OffsetPastBuffer) {
   EXPECT_TRUE(rejects("{\"w\":" + entry("F32", "[4]", 0, 16) + "}", zeros(8),
                       {"\"w\"", "[0, 16]", "past the end of the 8-byte data buffer"}));
   // Offsets near 2^64 must not wrap around the range check.
@@ -271,14 +271,14 @@ TEST(SafetensorsRead, OffsetPastBuffer) {
       zeros(8), {"\"w\"", "18446744073709551612", "past the end"}));
 }
 
-TEST(SafetensorsRead, ByteSizeMismatch) {
+TEST(io_SafetensorsRead, ByteSizeMismatch) {
   EXPECT_TRUE(rejects("{\"w\":" + entry("F32", "[3]", 0, 8) + "}", zeros(8),
                       {"\"w\"", "hold 8 bytes", "[3]", "F32", "needs 12"}));
   EXPECT_TRUE(rejects("{\"w\":" + entry("BF16", "[2,2]", 0, 16) + "}", zeros(16),
                       {"\"w\"", "hold 16 bytes", "needs 8"}));
 }
 
-TEST(SafetensorsRead, OverlappingTensors) {
+TEST(io_SafetensorsRead, OverlappingTensors) {
   EXPECT_TRUE(
       rejects("{\"a\":" + entry("F32", "[2]", 0, 8) + ",\"b\":" + entry("F32", "[2]", 4, 12) + "}",
               zeros(12), {"\"b\" at [4, 12] overlaps tensor \"a\" at [0, 8]"}));
@@ -292,7 +292,7 @@ TEST(SafetensorsRead, OverlappingTensors) {
               zeros(8), {"\"e\" at [4, 4] overlaps tensor \"a\""}));
 }
 
-TEST(SafetensorsRead, HoleBetweenTensors) {
+TEST(io_SafetensorsRead, HoleBetweenTensors) {
   EXPECT_TRUE(
       rejects("{\"a\":" + entry("F32", "[1]", 0, 4) + ",\"b\":" + entry("F32", "[1]", 8, 12) + "}",
               zeros(12), {"hole of 4 bytes", "[4, 8)", "\"b\""}));
@@ -300,13 +300,13 @@ TEST(SafetensorsRead, HoleBetweenTensors) {
                       {"hole of 4 bytes", "[0, 4)"}));
 }
 
-TEST(SafetensorsRead, TrailingBytes) {
+TEST(io_SafetensorsRead, TrailingBytes) {
   EXPECT_TRUE(rejects("{\"a\":" + entry("F32", "[1]", 0, 4) + "}", zeros(9),
                       {"cover 4 bytes of the 9-byte data buffer", "5 trailing bytes"}));
   EXPECT_TRUE(rejects("{}", zeros(1), {"cover 0 bytes", "1 trailing bytes"}));
 }
 
-TEST(SafetensorsRead, MetadataNotObjectOfStrings) {
+TEST(io_SafetensorsRead, MetadataNotObjectOfStrings) {
   EXPECT_TRUE(rejects(R"({"__metadata__":"pt"})", {},
                       {"\"__metadata__\" must be an object of strings", "the string \"pt\""}));
   EXPECT_TRUE(rejects(R"({"__metadata__":[]})", {}, {"\"__metadata__\" must be an object"}));
@@ -316,7 +316,7 @@ TEST(SafetensorsRead, MetadataNotObjectOfStrings) {
                       {"value for key \"a\"", "an object of 1 entries"}));
 }
 
-TEST(SafetensorsRead, DuplicateNames) {
+TEST(io_SafetensorsRead, DuplicateNames) {
   const std::string e = entry("F32", "[1]", 0, 4);
   EXPECT_TRUE(rejects("{\"w\":" + e + ",\"w\":" + e + "}", zeros(4), {"duplicate key \"w\""}));
   EXPECT_TRUE(rejects(R"({"w":{"dtype":"F32","dtype":"I8","shape":[1],"data_offsets":[0,4]}})",
@@ -326,7 +326,7 @@ TEST(SafetensorsRead, DuplicateNames) {
       rejects(R"({"__metadata__":{},"__metadata__":{}})", {}, {"duplicate key \"__metadata__\""}));
 }
 
-TEST(SafetensorsRead, LongNamesAreCutInMessages) {
+TEST(io_SafetensorsRead, LongNamesAreCutInMessages) {
   const std::string name(5000, 'x');
   const auto image = make_image("{\"" + name + "\":7}", {});
   try {
@@ -341,7 +341,7 @@ TEST(SafetensorsRead, LongNamesAreCutInMessages) {
 
 // --- files on disk ----------------------------------------------------------------------------
 
-TEST(SafetensorsFileOpen, MissingFileIsNotFound) {
+TEST(io_SafetensorsFileOpen, MissingFileIsNotFound) {
   TempDir dir;
   const std::string p = dir.file("absent.safetensors");
   EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(p); }, Status::kNotFound, {p}));
@@ -350,14 +350,14 @@ TEST(SafetensorsFileOpen, MissingFileIsNotFound) {
       throws_error([&] { SafetensorsFile::open(under_file); }, Status::kNotFound, {under_file}));
 }
 
-TEST(SafetensorsFileOpen, DirectoryIsIoError) {
+TEST(io_SafetensorsFileOpen, DirectoryIsIoError) {
   TempDir dir;
   const std::string p = dir.path().string();
   EXPECT_TRUE(
       throws_error([&] { SafetensorsFile::open(p); }, Status::kIoError, {p, "is a directory"}));
 }
 
-TEST(SafetensorsFileOpen, UnreadableIsIoError) {
+TEST(io_SafetensorsFileOpen, UnreadableIsIoError) {
   if (::geteuid() == 0) GTEST_SKIP() << "running as root: file permissions are not enforced";
   TempDir dir;
   const std::string p = dir.file("locked.safetensors");
@@ -367,7 +367,7 @@ TEST(SafetensorsFileOpen, UnreadableIsIoError) {
       throws_error([&] { SafetensorsFile::open(p); }, Status::kIoError, {p, "Permission denied"}));
 }
 
-TEST(SafetensorsFileOpen, NonRegularFileIsIoError) {
+TEST(io_SafetensorsFileOpen, NonRegularFileIsIoError) {
   TempDir dir;
   const std::string fifo = dir.file("pipe.safetensors");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
@@ -377,14 +377,14 @@ TEST(SafetensorsFileOpen, NonRegularFileIsIoError) {
                            {"/dev/null", "not a regular file"}));
 }
 
-TEST(SafetensorsFileOpen, EmptyFileIsBadFormat) {
+TEST(io_SafetensorsFileOpen, EmptyFileIsBadFormat) {
   TempDir dir;
   const std::string p = dir.file("empty.safetensors");
   testing::write_bytes(p, {});
   EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(p); }, Status::kBadFormat, {p, "0 bytes"}));
 }
 
-TEST(SafetensorsFileOpen, BadHeaderNamesPath) {
+TEST(io_SafetensorsFileOpen, BadHeaderNamesPath) {
   TempDir dir;
   const std::string p = dir.file("bad.safetensors");
   testing::write_bytes(p, make_image("{\"w\":" + entry("F32", "[3]", 0, 8) + "}", zeros(8)));
@@ -392,7 +392,7 @@ TEST(SafetensorsFileOpen, BadHeaderNamesPath) {
                            {p, "\"w\"", "needs 12"}));
 }
 
-TEST(SafetensorsFileOpen, MapsHandBuiltFileInPlace) {
+TEST(io_SafetensorsFileOpen, MapsHandBuiltFileInPlace) {
   TempDir dir;
   const std::string p = dir.file("x.safetensors");
   std::vector<uint8_t> data(6);

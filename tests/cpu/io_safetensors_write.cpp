@@ -27,7 +27,7 @@ size_t spec_bytes(const TensorSpec& s) {
   return n;
 }
 
-TEST(SafetensorsWrite, StreamingRoundTripAllDtypes) {
+TEST(io_SafetensorsWrite, StreamingRoundTripAllDtypes) {
   SCOPED_TRACE(::testing::Message() << "seed " << kSeed);
   std::mt19937 rng(kSeed);
   TempDir dir;
@@ -80,7 +80,7 @@ TEST(SafetensorsWrite, StreamingRoundTripAllDtypes) {
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"all.safetensors"}));
 }
 
-TEST(SafetensorsWrite, WholeTensorWritesAndHelper) {
+TEST(io_SafetensorsWrite, WholeTensorWritesAndHelper) {
   TempDir dir;
   const std::string path = dir.file("h.safetensors");
   std::vector<OwnedTensor> ts;
@@ -99,7 +99,7 @@ TEST(SafetensorsWrite, WholeTensorWritesAndHelper) {
   EXPECT_EQ(f.metadata().at("k"), "v");
 }
 
-TEST(SafetensorsWrite, ByteExactOutput) {
+TEST(io_SafetensorsWrite, ByteExactOutput) {
   TempDir dir;
   const std::string path = dir.file("exact.safetensors");
   write_safetensors(path,
@@ -116,7 +116,7 @@ TEST(SafetensorsWrite, ByteExactOutput) {
   EXPECT_EQ(testing::read_bytes(path), expected);
 }
 
-TEST(SafetensorsWrite, NoMetadataMeansNoMetadataEntry) {
+TEST(io_SafetensorsWrite, NoMetadataMeansNoMetadataEntry) {
   TempDir dir;
   const std::string path = dir.file("m.safetensors");
   write_safetensors(path, {});
@@ -125,7 +125,7 @@ TEST(SafetensorsWrite, NoMetadataMeansNoMetadataEntry) {
   EXPECT_EQ(std::string(bytes.begin() + 8, bytes.end()), "{}      ");
 }
 
-TEST(SafetensorsWrite, HeaderAlignedForEveryNameLength) {
+TEST(io_SafetensorsWrite, HeaderAlignedForEveryNameLength) {
   TempDir dir;
   for (size_t len = 1; len <= 17; ++len) {
     const std::string path = dir.file("a" + std::to_string(len) + ".safetensors");
@@ -136,7 +136,7 @@ TEST(SafetensorsWrite, HeaderAlignedForEveryNameLength) {
   }
 }
 
-TEST(SafetensorsWrite, LargeTensorBypassesBuffer) {
+TEST(io_SafetensorsWrite, LargeTensorBypassesBuffer) {
   SCOPED_TRACE(::testing::Message() << "seed " << kSeed);
   std::mt19937 rng(kSeed);
   TempDir dir;
@@ -162,7 +162,7 @@ TEST(SafetensorsWrite, LargeTensorBypassesBuffer) {
   EXPECT_EQ(std::memcmp(f.data(*f.find("s")), small.data(), small.size()), 0);
 }
 
-TEST(SafetensorsWrite, AppendMaySpanTensors) {
+TEST(io_SafetensorsWrite, AppendMaySpanTensors) {
   TempDir dir;
   const std::string path = dir.file("span.safetensors");
   const std::vector<uint8_t> all = {1, 2, 3, 4, 5, 6};
@@ -176,7 +176,7 @@ TEST(SafetensorsWrite, AppendMaySpanTensors) {
   EXPECT_EQ(f.data(*f.find("b"))[0], 3);
 }
 
-TEST(SafetensorsWrite, ReleaseKeepsDataReadable) {
+TEST(io_SafetensorsWrite, ReleaseKeepsDataReadable) {
   SCOPED_TRACE(::testing::Message() << "seed " << kSeed);
   std::mt19937 rng(kSeed);
   TempDir dir;
@@ -207,7 +207,7 @@ TEST(SafetensorsWrite, ReleaseKeepsDataReadable) {
 
 // --- atomicity --------------------------------------------------------------------------------
 
-TEST(SafetensorsWrite, NoCommitLeavesNothing) {
+TEST(io_SafetensorsWrite, NoCommitLeavesNothing) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
   {
@@ -231,7 +231,7 @@ TEST(SafetensorsWrite, NoCommitLeavesNothing) {
   EXPECT_TRUE(dir.entries().empty());
 }
 
-TEST(SafetensorsWrite, CommitReplacesExistingFileAtomically) {
+TEST(io_SafetensorsWrite, CommitReplacesExistingFileAtomically) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
   write_safetensors(path, {{{"old", DType::kU8, {1}}, {7}}});
@@ -252,7 +252,7 @@ TEST(SafetensorsWrite, CommitReplacesExistingFileAtomically) {
 
 // --- misuse -----------------------------------------------------------------------------------
 
-TEST(SafetensorsWrite, TooManyBytes) {
+TEST(io_SafetensorsWrite, TooManyBytes) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
   SafetensorsWriter w(path, {{"a", DType::kF32, {1}}, {"b", DType::kI8, {2}}});
@@ -267,7 +267,7 @@ TEST(SafetensorsWrite, TooManyBytes) {
   EXPECT_TRUE(throws_error([&] { w.commit(); }, Status::kInternal, {"commit called twice"}));
 }
 
-TEST(SafetensorsWrite, TooFewBytes) {
+TEST(io_SafetensorsWrite, TooFewBytes) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
   {
@@ -280,7 +280,7 @@ TEST(SafetensorsWrite, TooFewBytes) {
   EXPECT_TRUE(dir.entries().empty());
 }
 
-TEST(SafetensorsWrite, WriteChecksOrderAndSize) {
+TEST(io_SafetensorsWrite, WriteChecksOrderAndSize) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
   SafetensorsWriter w(path,
@@ -303,7 +303,7 @@ TEST(SafetensorsWrite, WriteChecksOrderAndSize) {
   EXPECT_EQ(SafetensorsFile::open(path).tensors().size(), 3u);
 }
 
-TEST(SafetensorsWrite, InvalidSpecs) {
+TEST(io_SafetensorsWrite, InvalidSpecs) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
   EXPECT_TRUE(throws_error(
@@ -347,14 +347,14 @@ TEST(SafetensorsWrite, InvalidSpecs) {
   EXPECT_TRUE(dir.entries().empty());
 }
 
-TEST(SafetensorsWrite, MissingOutputDirectory) {
+TEST(io_SafetensorsWrite, MissingOutputDirectory) {
   TempDir dir;
   const std::string path = dir.file("no/such/dir/x.safetensors");
   EXPECT_TRUE(throws_error([&] { write_safetensors(path, {}); }, Status::kNotFound,
                            {"x.safetensors", "No such file or directory"}));
 }
 
-TEST(SafetensorsWrite, DestinationIsDirectory) {
+TEST(io_SafetensorsWrite, DestinationIsDirectory) {
   TempDir dir;
   std::filesystem::create_directory(dir.path() / "d");
   const std::string path = dir.file("d");
@@ -365,7 +365,7 @@ TEST(SafetensorsWrite, DestinationIsDirectory) {
 
 // --- write_text_file_atomic -------------------------------------------------------------------
 
-TEST(AtomicFile, TextFileWrittenAndReplaced) {
+TEST(io_AtomicFile, TextFileWrittenAndReplaced) {
   TempDir dir;
   const std::string path = dir.file("index.json");
   write_text_file_atomic(path, "{\"a\":1}\n");
@@ -376,7 +376,7 @@ TEST(AtomicFile, TextFileWrittenAndReplaced) {
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"index.json"}));
 }
 
-TEST(AtomicFile, RelativePathInCurrentDirectory) {
+TEST(io_AtomicFile, RelativePathInCurrentDirectory) {
   TempDir dir;
   const auto old = std::filesystem::current_path();
   std::filesystem::current_path(dir.path());
@@ -385,7 +385,7 @@ TEST(AtomicFile, RelativePathInCurrentDirectory) {
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"rel.txt"}));
 }
 
-TEST(AtomicFile, AbandonedFileIsRemoved) {
+TEST(io_AtomicFile, AbandonedFileIsRemoved) {
   TempDir dir;
   {
     AtomicFile f(dir.file("a.txt"));

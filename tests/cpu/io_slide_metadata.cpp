@@ -19,14 +19,14 @@ SlideMetadata sample() {
   return m;
 }
 
-TEST(SlideMetadata, ExactJson) {
+TEST(io_SlideMetadata, ExactJson) {
   EXPECT_EQ(sample().to_json(),
             R"({"format":1,"pattern":"6:8","method":"magnitude","layers":{)"
             R"("model.layers.0.mlp.down_proj":{"k":11008,"precision":"e4m3","k_slide":16512},)"
             R"("model.layers.0.mlp.up_proj":{"k":4096,"precision":"bf16"}}})");
 }
 
-TEST(SlideMetadata, RoundTrip) {
+TEST(io_SlideMetadata, RoundTrip) {
   const SlideMetadata a = sample();
   const SlideMetadata b = SlideMetadata::from_json(a.to_json(), kWhat);
   EXPECT_EQ(b.format, kFormatVersion);
@@ -52,7 +52,7 @@ TEST(SlideMetadata, RoundTrip) {
   EXPECT_EQ(e.layers.at("p").k_slide, 0);
 }
 
-TEST(SlideMetadata, ToJsonRejectsInvalidUtf8) {
+TEST(io_SlideMetadata, ToJsonRejectsInvalidUtf8) {
   SlideMetadata m = sample();
   m.method = "bad\xff";
   EXPECT_TRUE(throws_error([&] { m.to_json(); }, Status::kInvalidArgument, {"not valid UTF-8"}));
@@ -69,13 +69,13 @@ std::string with_layer(const std::string& layer) {
   return R"({"format":1,"pattern":"6:8","method":"magnitude","layers":{"p":)" + layer + "}}";
 }
 
-TEST(SlideMetadata, NotJsonOrNotObject) {
+TEST(io_SlideMetadata, NotJsonOrNotObject) {
   EXPECT_TRUE(bad("{\"format\":", {"not valid JSON"}));
   EXPECT_TRUE(bad("[1]", {"must be a JSON object", "an array"}));
   EXPECT_TRUE(bad("", {"not valid JSON"}));
 }
 
-TEST(SlideMetadata, FormatVersion) {
+TEST(io_SlideMetadata, FormatVersion) {
   EXPECT_TRUE(bad(R"({"format":2,"pattern":"6:8","method":"m","layers":{}})",
                   {"version 2 is not supported", "reads version 1"}, Status::kUnsupported));
   // A future version is reported as such even when its other fields differ.
@@ -87,7 +87,7 @@ TEST(SlideMetadata, FormatVersion) {
   EXPECT_TRUE(bad(R"({"pattern":"6:8","method":"m","layers":{}})", {"no \"format\""}));
 }
 
-TEST(SlideMetadata, MissingOrUnknownFields) {
+TEST(io_SlideMetadata, MissingOrUnknownFields) {
   EXPECT_TRUE(bad(R"({"format":1,"method":"m","layers":{}})", {"no \"pattern\""}));
   EXPECT_TRUE(bad(R"({"format":1,"pattern":"6:8","layers":{}})", {"no \"method\""}));
   EXPECT_TRUE(bad(R"({"format":1,"pattern":"6:8","method":"m"})", {"no \"layers\""}));
@@ -97,7 +97,7 @@ TEST(SlideMetadata, MissingOrUnknownFields) {
                   {"duplicate key \"format\""}));
 }
 
-TEST(SlideMetadata, Pattern) {
+TEST(io_SlideMetadata, Pattern) {
   EXPECT_TRUE(
       bad(R"({"format":1,"pattern":"5:8","method":"m","layers":{}})", {"\"pattern\"", "5:8"}));
   EXPECT_TRUE(
@@ -106,12 +106,12 @@ TEST(SlideMetadata, Pattern) {
                   {"\"pattern\" must be a string", "the integer 8"}));
 }
 
-TEST(SlideMetadata, Method) {
+TEST(io_SlideMetadata, Method) {
   EXPECT_TRUE(bad(R"({"format":1,"pattern":"6:8","method":null,"layers":{}})",
                   {"\"method\" must be a string", "null"}));
 }
 
-TEST(SlideMetadata, Layers) {
+TEST(io_SlideMetadata, Layers) {
   EXPECT_TRUE(bad(R"({"format":1,"pattern":"6:8","method":"m","layers":[]})",
                   {"\"layers\" must be an object", "an array"}));
   EXPECT_TRUE(bad(with_layer("5"), {"layer \"p\" must be an object", "the integer 5"}));
