@@ -74,6 +74,31 @@ void copy_tensor(const SafetensorsFile& in, const TensorInfo& t, SafetensorsWrit
   }
 }
 
+fs::path staging_path_for(const fs::path& out) {
+  fs::path parent = out.parent_path();
+  if (parent.empty()) parent = ".";
+  return parent / ("." + out.filename().string() + ".tmp-" + unique_suffix());
+}
+
+void move_into_place(const fs::path& staged, const fs::path& out) {
+  // An existing output (only reachable with --force) is moved aside, replaced, then removed, so
+  // at every instant OUT is either the old complete output or the new complete one.
+  std::error_code ec;
+  fs::path old;
+  if (fs::exists(fs::symlink_status(out, ec))) {
+    old = out.parent_path() / ("." + out.filename().string() + ".old-" + unique_suffix());
+    fs::rename(out, old, ec);
+    SLIDESPARSE_CHECK(!ec, Status::kIoError, "cannot move existing '{}' aside: {}", out.string(), ec.message());
+  }
+  fs::rename(staged, out, ec);
+  if (ec) {
+    const std::string why = ec.message();
+    if (!old.empty()) fs::rename(old, out, ec);  // put the old output back
+    SLIDESPARSE_FAIL(Status::kIoError, "cannot rename '{}' to '{}': {}", staged.string(), out.string(), why);
+  }
+  if (!old.empty()) fs::remove_all(old, ec);
+}
+
 uint64_t write_converted(const Checkpoint& in, const std::string& out, bool force,
                          const std::string& slidesparse_metadata, const ShardPlanner& planner,
                          const ProgressFn& progress) {
@@ -87,17 +112,18 @@ uint64_t write_converted(const Checkpoint& in, const std::string& out, bool forc
   }
 
   const fs::path out_path(strip_trailing_separators(out));
+  // Directory outputs are staged in a hidden sibling directory. A file output normally goes
+  // straight to OUT (the writer's temp file + rename replaces a file atomically); only when OUT is
+  // an existing directory (--force) is the file staged beside it, so that the directory survives
+  // a failed conversion and is swapped out only at the very end.
   StagingDir staging;
+  const bool stage_file = !in.is_directory && fs::is_directory(out_path);
+  if (in.is_directory || stage_file) staging.path = staging_path_for(out_path);
   if (in.is_directory) {
-    fs::path parent = out_path.parent_path();
-    if (parent.empty()) parent = ".";
-    staging.path = parent / ("." + out_path.filename().string() + ".tmp-" + unique_suffix());
     std::error_code ec;
     fs::create_directory(staging.path, ec);
     SLIDESPARSE_CHECK(!ec, Status::kIoError, "cannot create staging directory '{}': {}",
                       staging.path.string(), ec.message());
-  } else if (force && fs::is_directory(out_path)) {
-    fs::remove_all(out_path);  // replacing a directory by a file: SafetensorsWriter cannot rename over it
   }
 
   uint64_t done = 0, out_bytes = 0;
@@ -110,7 +136,9 @@ uint64_t write_converted(const Checkpoint& in, const std::string& out, bool forc
     for (const auto& o : plan) specs.push_back(o.spec);
     auto metadata = shard.metadata();
     metadata[kMetadataKey] = slidesparse_metadata;
-    const std::string path = in.is_directory ? (staging.path / in.shards[i]).string() : out;
+    const std::string path = in.is_directory ? (staging.path / in.shards[i]).string()
+                             : stage_file      ? staging.path.string()
+                                               : out_path.string();
     SafetensorsWriter writer(path, specs, metadata);
     for (const auto& o : plan) {
       if (progress) progress(done, total_work, o.spec.name);
@@ -142,19 +170,10 @@ uint64_t write_converted(const Checkpoint& in, const std::string& out, bool forc
       index["weight_map"] = weight_map;
       write_text_file_atomic((staging.path / kIndexFileName).string(), index.dump(2) + "\n");
     }
-    // Swap into place: an existing output (with --force) is moved aside first, then removed.
-    std::error_code ec;
-    fs::path old;
-    if (fs::exists(out_path, ec)) {
-      old = out_path.parent_path() / ("." + out_path.filename().string() + ".old-" + unique_suffix());
-      fs::rename(out_path, old, ec);
-      SLIDESPARSE_CHECK(!ec, Status::kIoError, "cannot move existing '{}' aside: {}", out, ec.message());
-    }
-    fs::rename(staging.path, out_path, ec);
-    SLIDESPARSE_CHECK(!ec, Status::kIoError, "cannot rename '{}' to '{}': {}",
-                      staging.path.string(), out, ec.message());
+  }
+  if (in.is_directory || stage_file) {
+    move_into_place(staging.path, out_path);
     staging.keep = true;
-    if (!old.empty()) fs::remove_all(old, ec);
   }
   return out_bytes;
 }

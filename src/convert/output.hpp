@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -30,6 +31,11 @@ uint64_t write_converted(const Checkpoint& in, const std::string& out, bool forc
 
 // Copy one tensor's bytes in chunks, dropping consumed input pages as it goes.
 void copy_tensor(const SafetensorsFile& in, const TensorInfo& t, SafetensorsWriter& w);
+
+// A unique hidden sibling path for staging OUT ("<dir>/.<name>.tmp-<pid>-<rand>").
+std::filesystem::path staging_path_for(const std::filesystem::path& out);
+// Rename `staged` to `out`, replacing an existing `out` (file or directory) as late as possible.
+void move_into_place(const std::filesystem::path& staged, const std::filesystem::path& out);
 
 // Fails with kAlreadyExists unless force; kInvalidArgument when out resolves to in.
 void check_output_path(const std::string& in, const std::string& out, bool force);

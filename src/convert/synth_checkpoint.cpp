@@ -97,16 +97,13 @@ nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& o) {
     }
   }
 
-  // A directory output is staged then renamed; a file output relies on the writer's atomicity.
+  // Everything is staged at a hidden sibling path and moved into place at the end, so a failure
+  // (or an existing OUT replaced with --force) never leaves a partial output.
   const bool as_dir = o.shards >= 1;
   check_output_path("", out, o.force);
   const fs::path out_path(strip_trailing_separators(out));
-  fs::path staging = as_dir ? out_path.parent_path() / ("." + out_path.filename().string() + ".tmp-synth") : fs::path();
-  if (as_dir) {
-    if (staging.parent_path().empty()) staging = fs::path(".") / staging;
-    fs::remove_all(staging);
-    fs::create_directories(staging);
-  }
+  const fs::path staging = staging_path_for(out_path);
+  if (as_dir) fs::create_directory(staging);
   nlohmann::json weight_map = nlohmann::json::object();
   uint64_t done = 0, seed = o.seed * 1000003ull + 17;
   std::vector<uint8_t> buf;
@@ -117,7 +114,7 @@ nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& o) {
                                                       : fmt::format("model-{:05d}-of-{:05d}.safetensors", si + 1, nshards))
                                       : fs::path(out).filename().string();
       shard_names.push_back(name);
-      SafetensorsWriter w(as_dir ? (staging / name).string() : out, parts[size_t(si)], {{"format", "pt"}});
+      SafetensorsWriter w(as_dir ? (staging / name).string() : staging.string(), parts[size_t(si)], {{"format", "pt"}});
       for (const auto& s : parts[size_t(si)]) {
         if (o.progress) o.progress(done, total, s.name);
         const bool norm = s.shape.size() == 1;
@@ -153,14 +150,11 @@ nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& o) {
         const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
         write_text_file_atomic((staging / kIndexFileName).string(), index.dump(2) + "\n");
       }
-      if (fs::exists(out_path)) fs::remove_all(out_path);
-      fs::rename(staging, out_path);
     }
+    move_into_place(staging, out_path);
   } catch (...) {
-    if (as_dir) {
-      std::error_code ec;
-      fs::remove_all(staging, ec);
-    }
+    std::error_code ec;
+    fs::remove_all(staging, ec);
     throw;
   }
   if (o.progress) o.progress(total, total, "");
