@@ -20,52 +20,93 @@ void check_norms_present(PruneMethod method, const float* col_norms, int64_t k,
                     detail::layer_label(layer), k);
 }
 
-// One row, norms already validated. Scores are products of two floats, exact in double, so the
-// ranking never depends on rounding. At most two nonzeros per group are dropped (a group holds at
-// most 2N, may keep 2N-2), so repeated "find the weakest" beats sorting.
-int64_t prune_row(Pattern p, bool wanda, const float* w, int64_t k, const float* norms,
-                  uint8_t* keep, std::string_view layer, int64_t row) {
+// The first column holding an inf or NaN, or -1. A branch-free scan first (vectorizes), since
+// non-finite weights are an error path.
+int64_t first_nonfinite(const float* w, int64_t k) {
+  uint32_t any = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    uint32_t b;
+    std::memcpy(&b, &w[j], 4);
+    any |= uint32_t((b & 0x7f800000u) == 0x7f800000u);
+  }
+  if (!any) return -1;
+  for (int64_t j = 0; j < k; ++j)
+    if (!std::isfinite(w[j])) return j;
+  return -1;
+}
+
+// One row, finite and with validated norms; drop(column) is called for every pruned element.
+//
+// Each nonzero gets one integer key so that a single unsigned compare applies both the score order
+// and the tie rule: the score's bits (non-negative floats and doubles order like their bit
+// patterns) over (31 - offset) in the low 5 bits (group <= 32), so that among equal scores the
+// higher offset is the weaker one. Magnitude: the f32 bits of |w| shifted left by 5. Wanda: the
+// double product |w| * norm, exact because two 24-bit significands need at most 48 of double's 53
+// bits, which also leaves the low 5 bits zero and free. A group holds at most 2N nonzeros and may
+// keep 2N-2, so at most the two smallest keys go.
+template <bool kWandaScore, class Drop>
+int64_t prune_row(Pattern p, const float* w, int64_t k, const float* norms, Drop&& drop) {
   const int group = p.group(), allowed = p.keep();
-  int idx[2 * kMaxN];
-  double score[2 * kMaxN];
+  constexpr uint64_t kZero = ~uint64_t(0);  // zeros are never candidates
+  uint64_t key[2 * kMaxN];
   int64_t dropped = 0;
-  std::memset(keep, 1, size_t(k));
   for (int64_t base = 0; base < k; base += group) {
     const int len = int(std::min<int64_t>(group, k - base));
+    if (len <= allowed) continue;
     int cnt = 0;
     for (int o = 0; o < len; ++o) {
-      const float v = w[base + o];
-      SLIDESPARSE_CHECK(std::isfinite(v), Status::kInvalidData,
-                        "layer '{}': non-finite weight {} at row {}, column {}",
-                        detail::layer_label(layer), v, row, base + o);
-      idx[cnt] = o;
-      cnt += v != 0.0f;
+      uint32_t bits;
+      std::memcpy(&bits, &w[base + o], 4);
+      bits &= 0x7fffffffu;
+      uint64_t score;
+      if constexpr (kWandaScore) {
+        const double prod = double(std::fabs(w[base + o])) * double(norms[base + o]);
+        std::memcpy(&score, &prod, 8);
+      } else {
+        score = uint64_t(bits) << 5;
+      }
+      key[o] = bits != 0 ? (score | uint64_t(31 - o)) : kZero;
+      cnt += bits != 0;
     }
     if (cnt <= allowed) continue;
-    for (int i = 0; i < cnt; ++i) {
-      const int64_t c = base + idx[i];
-      score[i] = std::fabs(double(w[c])) * (wanda ? double(norms[c]) : 1.0);
+    uint64_t k1 = kZero, k2 = kZero;
+    int o1 = -1, o2 = -1;
+    // Keys are distinct (offset bits), so this finds the two smallest; written with selects
+    // because which element wins is data-dependent and would mispredict as branches.
+    for (int o = 0; o < len; ++o) {
+      const uint64_t x = key[o];
+      const bool lt1 = x < k1, lt2 = x < k2;
+      k2 = lt1 ? k1 : (lt2 ? x : k2);
+      o2 = lt1 ? o1 : (lt2 ? o : o2);
+      k1 = lt1 ? x : k1;
+      o1 = lt1 ? o : o1;
     }
-    for (int d = cnt - allowed; d > 0; --d) {
-      // Weakest = lowest score; among equal scores the higher column goes first (lower is kept).
-      int weak = -1;
-      for (int i = 0; i < cnt; ++i) {
-        if (!keep[base + idx[i]]) continue;
-        if (weak < 0 || score[i] < score[weak] || (score[i] == score[weak] && idx[i] > idx[weak]))
-          weak = i;
-      }
-      keep[base + idx[weak]] = 0;
-      ++dropped;
-    }
+    drop(base + o1);
+    if (cnt - allowed == 2) drop(base + o2);
+    dropped += cnt - allowed;
   }
   return dropped;
+}
+
+template <class Drop>
+int64_t prune_row_checked(Pattern p, bool wanda, const float* w, int64_t k, const float* norms,
+                          std::string_view layer, int64_t row, Drop&& drop) {
+  const int64_t bad = first_nonfinite(w, k);
+  SLIDESPARSE_CHECK(bad < 0, Status::kInvalidData,
+                    "layer '{}': non-finite weight {} at row {}, column {}",
+                    detail::layer_label(layer), bad < 0 ? 0.0f : w[bad], row, bad);
+  return wanda ? prune_row<true>(p, w, k, norms, drop) : prune_row<false>(p, w, k, norms, drop);
 }
 
 void load_row_f32(DType dtype, const uint8_t* src, int64_t k, float* out) {
   switch (dtype) {
     case DType::kF32: std::memcpy(out, src, size_t(k) * 4); return;
     case DType::kBF16:
-      for (int64_t j = 0; j < k; ++j) out[j] = bf16_to_f32(detail::load<uint16_t>(src + 2 * j));
+      // bf16 is the top half of an f32 (what bf16_to_f32 does), inlined so the loop vectorizes.
+      for (int64_t j = 0; j < k; ++j) {
+        const uint32_t b = uint32_t(detail::load<uint16_t>(src + 2 * j)) << 16;
+        std::memcpy(&out[j], &b, 4);
+      }
       return;
     case DType::kF16:
       for (int64_t j = 0; j < k; ++j) out[j] = f16_to_f32(detail::load<uint16_t>(src + 2 * j));
@@ -141,7 +182,9 @@ int64_t prune_row_mask(Pattern p, PruneMethod method, const float* w, int64_t k,
   check_norms_present(method, col_norms, k, layer);
   if (method == PruneMethod::kWanda) validate_col_norms(col_norms, k, layer);
   if (k == 0) return 0;
-  return prune_row(p, method == PruneMethod::kWanda, w, k, col_norms, keep, layer, row);
+  std::memset(keep, 1, size_t(k));
+  return prune_row_checked(p, method == PruneMethod::kWanda, w, k, col_norms, layer, row,
+                           [keep](int64_t c) { keep[c] = 0; });
 }
 
 int64_t prune_inplace(Pattern p, PruneMethod method, DType dtype, void* w, int64_t n, int64_t k,
@@ -166,16 +209,16 @@ int64_t prune_inplace(Pattern p, PruneMethod method, DType dtype, void* w, int64
   std::atomic<int64_t> total{0};
   detail::parallel_rows(n, num_threads, k, [&](int64_t r0, int64_t r1) {
     std::vector<float> row(static_cast<size_t>(k));
-    std::vector<uint8_t> keep(static_cast<size_t>(k));
     int64_t dropped = 0;
     for (int64_t r = r0; r < r1; ++r) {
       uint8_t* src = base + r * k * B;
       load_row_f32(dtype, src, k, row.data());
-      const int64_t d = prune_row(p, wanda, row.data(), k, col_norms, keep.data(), layer, r);
-      if (d == 0) continue;
-      for (int64_t j = 0; j < k; ++j)
-        if (!keep[size_t(j)]) std::memset(src + j * B, 0, size_t(B));
-      dropped += d;
+      if (B == 4)
+        dropped += prune_row_checked(p, wanda, row.data(), k, col_norms, layer, r,
+                                     [src](int64_t c) { detail::store<uint32_t>(src + 4 * c, 0); });
+      else
+        dropped += prune_row_checked(p, wanda, row.data(), k, col_norms, layer, r,
+                                     [src](int64_t c) { detail::store<uint16_t>(src + 2 * c, 0); });
     }
     total += dropped;
   });

@@ -5,6 +5,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
+
 #include "common/check.hpp"
 #include "core/detail.hpp"
 
@@ -25,11 +29,28 @@ void check_quant_args(DType dtype, const void* v, int64_t rows, int64_t cols, co
                     what, rows, cols);
 }
 
+// rint of an f32 product of magnitude <= 2^31 in the default rounding mode (half to even, like
+// cvt.rni on the GPU). Baseline x86-64 has no roundss, so nearbyint would be a libm call per
+// element; cvtss2si rounds per MXCSR (nearest-even) in one instruction. The usual
+// "+1.5*2^23 -1.5*2^23" trick is avoided: compilers contract it with the product into an FMA when
+// FMA is enabled, skipping the f32 rounding of v*inv that the spec requires.
+inline float round_half_even(float x) noexcept {
+#if defined(__SSE2__) || defined(_M_X64)
+  return float(_mm_cvtss_si32(_mm_set_ss(x)));
+#else
+  return std::nearbyint(x);
+#endif
+}
+
 void load_row(DType dtype, const uint8_t* src, int64_t cols, float* out) {
   if (dtype == DType::kF32) {
     std::memcpy(out, src, size_t(cols) * 4);
   } else if (dtype == DType::kBF16) {
-    for (int64_t j = 0; j < cols; ++j) out[j] = bf16_to_f32(detail::load<uint16_t>(src + 2 * j));
+    // bf16 is the top half of an f32 (what bf16_to_f32 does), inlined so the loop vectorizes.
+    for (int64_t j = 0; j < cols; ++j) {
+      const uint32_t b = uint32_t(detail::load<uint16_t>(src + 2 * j)) << 16;
+      std::memcpy(&out[j], &b, 4);
+    }
   } else {
     for (int64_t j = 0; j < cols; ++j) out[j] = f16_to_f32(detail::load<uint16_t>(src + 2 * j));
   }
@@ -50,13 +71,23 @@ void quantize_rows(DType dtype, const void* v, int64_t rows, int64_t cols, float
     std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = r0; r < r1; ++r) {
       load_row(dtype, base + r * cols * B, cols, row.data());
-      float amax = 0.0f;
+      // |x| as bits: for non-negative floats the integer order is the numeric order, and an
+      // integer max reduction vectorizes where a float one (NaN semantics) does not. Any
+      // non-finite value has the largest bits, so one comparison after the scan finds it.
+      uint32_t amax_bits = 0;
       for (int64_t j = 0; j < cols; ++j) {
-        const float x = row[size_t(j)];
-        SLIDESPARSE_CHECK(std::isfinite(x), Status::kInvalidData,
-                          "{}: non-finite value {} at row {}, column {}", what, x, r, j);
-        amax = std::max(amax, std::fabs(x));
+        uint32_t b;
+        std::memcpy(&b, &row[size_t(j)], 4);
+        amax_bits = std::max(amax_bits, b & 0x7fffffffu);
       }
+      if (amax_bits >= 0x7f800000u) {
+        int64_t j = 0;
+        while (std::isfinite(row[size_t(j)])) ++j;
+        SLIDESPARSE_FAIL(Status::kInvalidData, "{}: non-finite value {} at row {}, column {}",
+                         what, row[size_t(j)], r, j);
+      }
+      float amax;
+      std::memcpy(&amax, &amax_bits, 4);
       if (amax == 0.0f) {
         // An all-zero row: any scale reproduces it; 1 keeps dequantization trivially finite.
         scale[r] = 1.0f;
@@ -96,8 +127,7 @@ void quantize_rows_i8(DType dtype, const void* v, int64_t rows, int64_t cols, in
                 [&](int64_t r, const float* row, float inv) {
                   int8_t* out = q + r * cols;
                   for (int64_t j = 0; j < cols; ++j) {
-                    // nearbyint in the default rounding mode rounds half to even (cvt.rni on GPU).
-                    const float t = std::nearbyint(row[j] * inv);
+                    const float t = round_half_even(row[j] * inv);
                     out[j] = int8_t(std::min(std::max(t, -128.0f), 127.0f));
                   }
                 });

@@ -25,47 +25,121 @@ void check_k_slide(Pattern p, int64_t k, int64_t k_slide, const char* what) {
                     what, k_slide, p.str(), k, need, slide_k(p, k));
 }
 
-// Greedy placement, one group at a time. The nonzeros placed so far are always a prefix of the
-// group's nonzeros in offset order (window w only sees offsets >= 2w, and every nonzero left of 2w
-// was placed by window w-1), so a cursor over the sorted nonzero offsets replaces the
-// "placed" flags of the textbook formulation.
+[[noreturn]] void fail_too_dense(Pattern p, std::string_view layer, int64_t row, int64_t g,
+                                  int len, int cnt) {
+  SLIDESPARSE_FAIL(Status::kInvalidData,
+                   "layer '{}': row {}, group {} (columns {}..{}) holds {} nonzeros, more than {} "
+                   "allowed by pattern {}; prune the weight first",
+                   detail::layer_label(layer), row, g, g * p.group(), g * p.group() + len - 1, cnt,
+                   p.keep(), p.str());
+}
+
+// Greedy placement of one group from the offsets of its nonzeros in increasing order: slot[i]
+// receives the slid position (within the group's 4(N-1) columns) of nonzero i. The nonzeros placed
+// so far are always a prefix of that list (window w only sees offsets >= 2w, and every nonzero left
+// of 2w was placed by window w-1), so a cursor replaces the "placed" flags of the textbook
+// formulation. Returns false when a nonzero is left over (only possible above 2N-2 nonzeros).
+bool greedy_slots(int windows, const int* off, int cnt, int* slot) {
+  int i = 0;
+  for (int win = 0; win < windows && i < cnt; ++win) {
+    const int lo = 2 * win;
+    for (int taken = 0; taken < 2 && i < cnt && off[i] < lo + 4; ++taken, ++i)
+      slot[i] = 4 * win + off[i] - lo;
+  }
+  return i == cnt;
+}
+
+// For groups of up to 12 elements (N <= 6, which covers the patterns that pay off) the placement
+// depends only on the group's nonzero bit mask, so it is precomputed once: the scatter then runs
+// without the data-dependent branches of the greedy loop, which mispredict on pruned weights.
+constexpr int kTableMaxN = 6;
+
+struct SlotTable {
+  int group = 0, slide_group = 0;
+  std::vector<uint8_t> valid;  // [mask]: at most 2N-2 nonzeros
+  std::vector<uint8_t> dst;    // [mask][offset]: slot, or slide_group (a scratch slot) for zeros
+};
+
+SlotTable build_slot_table(Pattern p) {
+  SlotTable t;
+  t.group = p.group();
+  t.slide_group = p.slide_group();
+  const uint32_t masks = 1u << t.group;
+  t.valid.assign(masks, 0);
+  t.dst.assign(size_t(masks) * size_t(t.group), uint8_t(t.slide_group));
+  int off[2 * kMaxN], slot[2 * kMaxN];
+  for (uint32_t m = 0; m < masks; ++m) {
+    int cnt = 0;
+    for (int o = 0; o < t.group; ++o)
+      if (m >> o & 1u) off[cnt++] = o;
+    if (cnt > p.keep() || !greedy_slots(p.windows(), off, cnt, slot)) continue;
+    t.valid[m] = 1;
+    for (int i = 0; i < cnt; ++i) t.dst[size_t(m) * size_t(t.group) + size_t(off[i])] = uint8_t(slot[i]);
+  }
+  return t;
+}
+
+const SlotTable* slot_table(Pattern p) {
+  if (p.n() > kTableMaxN) return nullptr;
+  static const std::vector<SlotTable> tables = [] {
+    std::vector<SlotTable> all;
+    for (int n = kMinN; n <= kTableMaxN; ++n) all.push_back(build_slot_table(Pattern::from_n(n)));
+    return all;
+  }();
+  return &tables[size_t(p.n() - kMinN)];
+}
+
+// Any group, including a partial last one of len < 2N; dst (4(N-1) elements) must be zero.
+template <class U>
+void slide_group_greedy(Pattern p, const uint8_t* src, int len, uint8_t* dst, U mask,
+                        std::string_view layer, int64_t row, int64_t g) {
+  constexpr int64_t B = sizeof(U);
+  int off[2 * kMaxN], slot[2 * kMaxN];
+  int cnt = 0;
+  for (int o = 0; o < len; ++o) {
+    off[cnt] = o;
+    cnt += (load<U>(src + o * B) & mask) != 0;
+  }
+  if (cnt > p.keep()) fail_too_dense(p, layer, row, g, len, cnt);
+  SLIDESPARSE_ASSERT(greedy_slots(p.windows(), off, cnt, slot),
+                     "greedy left a nonzero of {} unplaced (row {}, group {})", cnt, row, g);
+  for (int i = 0; i < cnt; ++i) std::memcpy(dst + slot[i] * B, src + off[i] * B, size_t(B));
+}
+
 template <class U>
 void slide_rows(Pattern p, DType dtype, const uint8_t* w, int64_t k, uint8_t* ws, int64_t k_slide,
                 std::string_view layer, int64_t row_begin, int64_t row_end) {
   constexpr int64_t B = sizeof(U);
   const U mask = detail::nonzero_mask<U>(dtype);
-  const int group = p.group(), keep = p.keep(), windows = p.windows();
+  const int group = p.group();
   const int64_t sg = p.slide_group();
-  const int64_t groups = num_groups(p, k);
-  int off[2 * kMaxN];
+  const int64_t groups = num_groups(p, k), full = k / group;
+  const SlotTable* table = slot_table(p);
   for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* src_row = w + r * k * B;
     uint8_t* dst_row = ws + r * k_slide * B;
-    std::memset(dst_row, 0, size_t(k_slide * B));
-    for (int64_t g = 0; g < groups; ++g) {
-      const uint8_t* src = src_row + g * group * B;
-      const int len = int(std::min<int64_t>(group, k - g * group));
-      int cnt = 0;
-      for (int o = 0; o < len; ++o) {
-        off[cnt] = o;
-        cnt += (load<U>(src + o * B) & mask) != 0;
+    if (table) {
+      const uint8_t* valid = table->valid.data();
+      for (int64_t g = 0; g < full; ++g) {
+        const uint8_t* src = src_row + g * group * B;
+        uint32_t m = 0;
+        for (int o = 0; o < group; ++o) m |= uint32_t((load<U>(src + o * B) & mask) != 0) << o;
+        if (!valid[m]) fail_too_dense(p, layer, r, g, group, __builtin_popcount(m));
+        const uint8_t* slot = &table->dst[size_t(m) * size_t(group)];
+        U tmp[4 * (kTableMaxN - 1) + 1] = {};
+        for (int o = 0; o < group; ++o) tmp[slot[o]] = load<U>(src + o * B);
+        std::memcpy(dst_row + g * sg * B, tmp, size_t(sg * B));
       }
-      SLIDESPARSE_CHECK(cnt <= keep, Status::kInvalidData,
-                        "layer '{}': row {}, group {} (columns {}..{}) holds {} nonzeros, more than "
-                        "{} allowed by pattern {}; prune the weight first",
-                        detail::layer_label(layer), r, g, g * group, g * group + len - 1, cnt, keep,
-                        p.str());
-      uint8_t* dst = dst_row + g * sg * B;
-      int i = 0;
-      for (int win = 0; win < windows && i < cnt; ++win) {
-        const int lo = 2 * win;
-        SLIDESPARSE_ASSERT(off[i] >= lo, "greedy cursor at offset {} behind window {} (row {}, group {})",
-                           off[i], win, r, g);
-        for (int taken = 0; taken < 2 && i < cnt && off[i] < lo + 4; ++taken, ++i)
-          std::memcpy(dst + (4 * win + off[i] - lo) * B, src + off[i] * B, size_t(B));
-      }
-      SLIDESPARSE_ASSERT(i == cnt, "greedy placed {} of {} nonzeros (row {}, group {})", i, cnt, r, g);
+    } else {
+      std::memset(dst_row, 0, size_t(full * sg * B));
+      for (int64_t g = 0; g < full; ++g)
+        slide_group_greedy<U>(p, src_row + g * group * B, group, dst_row + g * sg * B, mask, layer,
+                              r, g);
     }
+    std::memset(dst_row + full * sg * B, 0, size_t((k_slide - full * sg) * B));
+    if (groups > full)
+      slide_group_greedy<U>(p, src_row + full * group * B, int(k - full * group),
+                            dst_row + full * sg * B, mask, layer, r, full);
   }
 }
 
@@ -74,28 +148,37 @@ void unslide_rows(Pattern p, DType dtype, const uint8_t* ws, int64_t n, int64_t 
                   uint8_t* w, int64_t k, std::string_view layer) {
   constexpr int64_t B = sizeof(U);
   const U mask = detail::nonzero_mask<U>(dtype);
+  const int group = p.group(), windows = p.windows();
   const int64_t sg = p.slide_group();
-  const int64_t used = num_groups(p, k) * sg;
-  std::vector<int64_t> claimed(static_cast<size_t>(k));  // slid column that wrote each original column, or -1
+  const int64_t groups = num_groups(p, k);
+  std::vector<int64_t> claimed(static_cast<size_t>(k));  // slid column that wrote it, or -1
   for (int64_t r = 0; r < n; ++r) {
     const uint8_t* src = ws + r * k_slide * B;
     uint8_t* dst = w + r * k * B;
     if (k > 0) std::memset(dst, 0, size_t(k * B));
     std::fill(claimed.begin(), claimed.end(), int64_t(-1));
-    for (int64_t kp = 0; kp < k_slide; ++kp) {
-      if ((load<U>(src + kp * B) & mask) == 0) continue;
-      const int64_t orig = kp < used ? slide_to_orig(p, kp, k) : -1;
-      SLIDESPARSE_CHECK(orig >= 0, Status::kInvalidData,
-                        "layer '{}': row {}: slid column {} holds a nonzero but is padding for "
-                        "pattern {} and k = {}",
-                        detail::layer_label(layer), r, kp, p.str(), k);
-      SLIDESPARSE_CHECK(claimed[size_t(orig)] < 0, Status::kInvalidData,
-                        "layer '{}': row {}: slid columns {} and {} both hold a nonzero for "
-                        "original column {}",
-                        detail::layer_label(layer), r, claimed[size_t(orig)], kp, orig);
-      claimed[size_t(orig)] = kp;
-      std::memcpy(dst + orig * B, src + kp * B, size_t(B));
-    }
+    auto padding = [&](int64_t kp) {
+      SLIDESPARSE_FAIL(Status::kInvalidData,
+                       "layer '{}': row {}: slid column {} holds a nonzero but is padding for "
+                       "pattern {} and k = {}",
+                       detail::layer_label(layer), r, kp, p.str(), k);
+    };
+    for (int64_t g = 0; g < groups; ++g)
+      for (int win = 0; win < windows; ++win)
+        for (int l = 0; l < 4; ++l) {
+          const int64_t kp = g * sg + 4 * win + l;
+          if ((load<U>(src + kp * B) & mask) == 0) continue;
+          const int64_t orig = g * group + 2 * win + l;
+          if (orig >= k) padding(kp);
+          SLIDESPARSE_CHECK(claimed[size_t(orig)] < 0, Status::kInvalidData,
+                            "layer '{}': row {}: slid columns {} and {} both hold a nonzero for "
+                            "original column {}",
+                            detail::layer_label(layer), r, claimed[size_t(orig)], kp, orig);
+          claimed[size_t(orig)] = kp;
+          std::memcpy(dst + orig * B, src + kp * B, size_t(B));
+        }
+    for (int64_t kp = groups * sg; kp < k_slide; ++kp)
+      if ((load<U>(src + kp * B) & mask) != 0) padding(kp);
   }
 }
 
