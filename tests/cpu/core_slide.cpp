@@ -101,10 +101,11 @@ void expect_too_dense(Pattern p, DType t, const std::vector<double>& w, int64_t 
   EXPECT_EQ(ref.bad_group, group);
 }
 
-// Every subset of the 2N positions, for N = 2..5: subsets of size <= 2N-2 slide exactly (as the
-// only group, and as the middle group between an all-zero and a full group); larger ones fail.
+// Every subset of the 2N positions, for N = 2..6 (N <= 6 is also the range of the core's
+// per-mask slot table, so every table entry is checked): subsets of size <= 2N-2 slide exactly (as
+// the only group, and as the middle group between an all-zero and a full group); larger ones fail.
 TEST(SlideGreedy, ExhaustiveSubsets) {
-  for (int n = 2; n <= 5; ++n) {
+  for (int n = 2; n <= 6; ++n) {
     const Pattern p = Pattern::from_n(n);
     const int G = p.group();
     int accepted = 0, rejected = 0;
