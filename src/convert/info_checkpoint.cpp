@@ -47,14 +47,14 @@ nlohmann::json info_checkpoint(const std::string& path, const ProgressFn& progre
       const uint8_t* p = shards[i].data(t);
       if (meta) {
         const PatternReport pr = check_pattern(meta->pattern, t.dtype, p, n, k);
-        lj["sparsity"] = n * k ? 1.0 - double(pr.nonzeros) / double(n * k) : 0.0;
+        lj["sparsity"] = n * k > 0 ? 1.0 - double(pr.nonzeros) / double(n * k) : 0.0;
         lj["pattern_ok"] = pr.ok();
         lj["max_group_nonzeros"] = pr.max_group_nonzeros;
       } else {
         const size_t es = dtype_size(t.dtype);
         int64_t zeros = 0;
         for (int64_t e = 0; e < n * k; ++e) zeros += element_is_zero(t.dtype, p + size_t(e) * es);
-        lj["sparsity"] = n * k ? double(zeros) / double(n * k) : 0.0;
+        lj["sparsity"] = n * k > 0 ? double(zeros) / double(n * k) : 0.0;
       }
       shards[i].release(t);
       scan_done += t.nbytes();

@@ -167,9 +167,10 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
       };
       plan.push_back({{t.name, out_dtype, t.shape}, emit_weight, t.nbytes()});
       if (opts.precision != Precision::kKeep) {
-        plan.push_back({{layer_prefix(t.name) + ".weight_scale", DType::kF32, {n}},
-                        [scale](SafetensorsWriter& w) { w.append(scale->data(), scale->size() * sizeof(float)); },
-                        0});
+        OutTensor scale_tensor;
+        scale_tensor.spec = TensorSpec{layer_prefix(t.name) + ".weight_scale", DType::kF32, std::vector<int64_t>{n}};
+        scale_tensor.emit = [scale](SafetensorsWriter& w) { w.append(scale->data(), scale->size() * sizeof(float)); };
+        plan.push_back(std::move(scale_tensor));
       }
     }
     return plan;
