@@ -30,6 +30,7 @@
 #include "reference.hpp"
 #include "slidesparse/safetensors.hpp"
 #include "slidesparse/types.hpp"
+#include "temp_dir.hpp"
 
 extern char** environ;
 
@@ -40,37 +41,7 @@ using nlohmann::json;
 
 inline const char* cli_path() { return SLIDESPARSE_CLI_PATH; }
 
-// A fresh directory per test, removed with everything in it afterwards.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::random_device rd;
-    std::string name = "slidesparse_cli_";
-    if (info) name += std::string(info->test_suite_name()) + "_" + info->name() + "_";
-    name += std::to_string(::getpid()) + "_" + std::to_string(rd());
-    for (char& c : name)
-      if (c == '/') c = '_';
-    path_ = fs::temp_directory_path() / name;
-    fs::create_directories(path_);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  // Creates (if needed) and returns a subdirectory.
-  std::string sub(const std::string& name) const {
-    fs::create_directories(path_ / name);
-    return (path_ / name).string();
-  }
-
- private:
-  fs::path path_;
-};
+using slidesparse::testing::TempDir;
 
 // Sorted names in a directory (hidden ones included).
 inline std::vector<std::string> entries(const std::string& dir) {
