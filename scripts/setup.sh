@@ -21,3 +21,8 @@ if [ "${SLIDESPARSE_SKIP_APT:-0}" != 1 ] && [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "[setup] build dependencies present"
+
+# GPU builds: cuSPARSELt headers + library into .deps/cusparselt (never fails; see the script).
+if command -v nvcc >/dev/null 2>&1; then
+  bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fetch_cusparselt.sh"
+fi
