@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# GEMM backends on a GPU machine, from the repository root, with a build directory made elsewhere:
+#   nvidia-smi; which cuSPARSELt / cuBLASLt the binaries load; the tier-1 GPU tests
+#   (test_gpu_backends first, then the other test_gpu_* executables); slidesparse_bench_gemm into
+#   $OUT/gemm_bench.jsonl; the plots and speedup table (scripts/plot_bench.py).
+# No network, no installs, no compiler needed. Everything is logged to $OUT/gpu_gemm_log.txt.
+# Exit status 0 only when every step passed.
+#
+# Build the directory first (any machine with nvcc; cuSPARSELt comes from scripts/fetch_cusparselt.sh):
+#   bash scripts/fetch_cusparselt.sh
+#   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLIDESPARSE_ENABLE_CUDA=ON \
+#         -DCMAKE_CUDA_ARCHITECTURES=90
+#   cmake --build build-gpu -j --target test_gpu_backends slidesparse_bench_gemm
+# The binaries find libcusparseLt.so.0 through their RUNPATH (PyTorch's virtualenv on the GPU
+# machines, else .deps/cusparselt/lib) and libcublasLt.so.13 in /usr/local/cuda/lib64.
+#
+# Environment:
+#   BUILD_DIR      build directory (default build-gpu)
+#   OUT            output directory (default out/gpu_gemm)
+#   BUDGET_SECONDS wall-clock budget for the whole script (default 560: the device machine allows
+#                  600 s per command); the bench gets what the earlier steps left, minus 30 s
+#   SKIP_TESTS=1, SKIP_BENCH=1, SKIP_PLOT=1
+#   TESTS          "backends" (default: test_gpu_backends only) or "all" (every test_gpu_*)
+#   BENCH_ARGS     extra arguments for slidesparse_bench_gemm, e.g.
+#                  "--precisions i8 --models qwen2.5-7b --ms 4096,8192,16384"
+#   GIT_SHA        commit recorded in the JSON (default: git rev-parse, else "unknown")
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+build=${BUILD_DIR:-build-gpu}
+out=${OUT:-$root/out/gpu_gemm}
+budget=${BUDGET_SECONDS:-560}
+mkdir -p "$out"
+log=$out/gpu_gemm_log.txt
+: >"$log"
+exec > >(tee -a "$log") 2>&1
+
+declare -a summary=()
+failed=0
+step() {  # step NAME COMMAND...: runs, records PASS/FAIL with the time taken
+  local name=$1
+  shift
+  echo
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  "$@"
+  local rc=$?
+  local dt=$((SECONDS - t0))
+  if [ $rc -eq 0 ]; then
+    summary+=("PASS  $name (${dt}s)")
+  else
+    summary+=("FAIL  $name (exit $rc, ${dt}s)")
+    failed=1
+  fi
+  return 0
+}
+
+sha=${GIT_SHA:-$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
+echo "gpu_gemm: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out sha=$sha budget=${budget}s"
+
+step "nvidia-smi" nvidia-smi
+# Clocks as found (read only: this script never changes GPU settings).
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu \
+  --format=csv 2>/dev/null || true
+
+libs() {
+  local exe=$1
+  [ -x "$exe" ] || { echo "missing $exe"; return 1; }
+  echo "$exe:"
+  ldd "$exe" | grep -E "cusparseLt|cublas|not found" || true
+  ! ldd "$exe" | grep -q "not found"
+}
+for exe in "$build/test_gpu_backends" "$build/slidesparse_bench_gemm"; do
+  step "libraries $(basename "$exe")" libs "$exe"
+done
+
+# The executables are run directly: ctest's test list holds the build machine's absolute paths.
+# A skipped GPU test here means the device (or cuSPARSELt) was not usable: a failure of this check.
+run_gtest() {
+  local exe=$1
+  local txt
+  txt=$(mktemp)
+  "$exe" --gtest_color=no 2>&1 | tee "$txt"
+  local rc=${PIPESTATUS[0]}
+  if grep -q '^\[  SKIPPED \]' "$txt"; then
+    echo "gpu_gemm: $exe skipped tests on a GPU machine"
+    rc=1
+  fi
+  rm -f "$txt"
+  return $rc
+}
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  tests=("$build/test_gpu_backends")
+  if [ "${TESTS:-backends}" = all ]; then
+    for t in "$build"/test_gpu_*; do
+      [ -x "$t" ] && [ "$t" != "$build/test_gpu_backends" ] && tests+=("$t")
+    done
+  fi
+  for t in "${tests[@]}"; do
+    if [ -x "$t" ]; then
+      step "tests $(basename "$t")" run_gtest "$t"
+    else
+      summary+=("FAIL  tests $(basename "$t") (not built in $build)")
+      failed=1
+    fi
+  done
+fi
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  left=$((budget - SECONDS - 30))
+  [ $left -lt 60 ] && left=60
+  # shellcheck disable=SC2086
+  step "bench slidesparse_bench_gemm (max ${left}s)" "$build/slidesparse_bench_gemm" \
+    --out "$out/gemm_bench.jsonl" --git-sha "$sha" --max-seconds "$left" \
+    --plan-cache "$out/plan_cache.json" ${BENCH_ARGS:-}
+fi
+
+if [ "${SKIP_PLOT:-0}" != 1 ] && [ -s "$out/gemm_bench.jsonl" ]; then
+  py=$(command -v python3 || true)
+  if [ -n "$py" ]; then
+    step "plot" "$py" "$root/scripts/plot_bench.py" "$out/gemm_bench.jsonl" --out-dir "$out"
+  else
+    summary+=("FAIL  plot (no python3)")
+    failed=1
+  fi
+fi
+
+echo
+echo "=== gpu_gemm summary"
+printf '%s\n' "${summary[@]}"
+[ $failed -eq 0 ] && echo "gpu_gemm: ALL PASSED" || echo "gpu_gemm: FAILED"
+exit $failed
