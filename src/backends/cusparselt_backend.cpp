@@ -303,7 +303,15 @@ class CusparseLtPlan final : public GemmPlan {
     const auto t0 = std::chrono::steady_clock::now();
     Scratch s(*this, stream);
     if (problem_.n >= opts_.segment_k_min_n) {
-      library_search(s, stream);
+      try {
+        library_search(s, stream);
+      } catch (const Error& e) {
+        // The library's own search failed (not the problem: the default plan was accepted): pick
+        // by our grid instead and say so in the plan's description.
+        if (cudaStreamSynchronize(stream) != cudaSuccess) throw;  // the context is gone
+        grid_search(s, stream);
+        stats_.source = std::string("grid, after cusparseLtMatmulSearch failed: ") + e.what();
+      }
     } else {
       grid_search(s, stream);
     }
