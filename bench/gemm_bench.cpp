@@ -407,7 +407,9 @@ Verdict compare_rows(ss::GemmPrecision p, const ss::GemmLayout& l, int64_t n, co
         ++v.mismatches;
     }
   v.rel_err = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  const double tol = p == ss::GemmPrecision::kI8 ? 0 : p == ss::GemmPrecision::kE4M3 ? 2e-3 : 1e-2;
+  // e4m3: Hopper FP8 tensor cores may accumulate with reduced precision ("fast accumulation"),
+  // reported up to ~2% relative error; a layout or indexing bug gives errors near 1.
+  const double tol = p == ss::GemmPrecision::kI8 ? 0 : p == ss::GemmPrecision::kE4M3 ? 2e-2 : 1e-2;
   v.ok = v.mismatches == 0 && (p == ss::GemmPrecision::kI8 || v.rel_err <= tol);
   if (!v.ok)
     v.note = fmt::format("{} mismatching/non-finite elements, relative error {:.3g} (tolerance {:.1g})",
