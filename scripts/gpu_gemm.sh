@@ -20,7 +20,7 @@
 #   BUDGET_SECONDS wall-clock budget for the whole script (default 560: the device machine allows
 #                  600 s per command); the bench gets what the earlier steps left, minus 30 s
 #   SKIP_TESTS=1, SKIP_BENCH=1, SKIP_PLOT=1
-#   TESTS          "backends" (default: test_gpu_backends only) or "all" (every test_gpu_*)
+#   TESTS          "all" (default: test_gpu_backends, then every other test_gpu_*) or "backends"
 #   BENCH_ARGS     extra arguments for slidesparse_bench_gemm, e.g.
 #                  "--precisions i8 --models qwen2.5-7b --ms 4096,8192,16384"
 #   GIT_SHA        commit recorded in the JSON (default: git rev-parse, else "unknown")
@@ -92,7 +92,7 @@ run_gtest() {
 }
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   tests=("$build/test_gpu_backends")
-  if [ "${TESTS:-backends}" = all ]; then
+  if [ "${TESTS:-all}" = all ]; then
     for t in "$build"/test_gpu_*; do
       [ -x "$t" ] && [ "$t" != "$build/test_gpu_backends" ] && tests+=("$t")
     done
