@@ -14,6 +14,8 @@
 // Types: i8 x i8 -> i32 (compute 32I), e4m3 x e4m3 -> f32, bf16 -> bf16, f16 -> f16 (compute 32F).
 // alpha and beta are float for every compute type; ALPHA_VECTOR_SCALING scales rows of D, i.e.
 // output channels.
+#include <cstdio>
+#include <cstdlib>
 #include "backends/backend.hpp"
 
 #include <fmt/format.h>
@@ -127,21 +129,7 @@ class CusparseLtPlan final : public GemmPlan {
     SLIDESPARSE_CUSPARSELT_CHECK(
         cusparseLtDenseDescriptorInit(handle_, &mat_d_, n, m, n, kAlignment, out, CUSPARSE_ORDER_COL));
     have_d_ = true;
-    const cusparseComputeType compute =
-        p.precision == GemmPrecision::kI8 ? CUSPARSE_COMPUTE_32I : CUSPARSE_COMPUTE_32F;
-    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulDescriptorInit(handle_, &matmul_, CUSPARSE_OPERATION_TRANSPOSE,
-                                                                CUSPARSE_OPERATION_NON_TRANSPOSE, &mat_w_,
-                                                                &mat_x_, &mat_d_, &mat_d_, compute));
-    if (o.alpha_vector) {
-      const int on = 1;
-      SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulDescSetAttribute(
-          handle_, &matmul_, CUSPARSELT_MATMUL_ALPHA_VECTOR_SCALING, &on, sizeof(on)));
-    }
-    SLIDESPARSE_CUSPARSELT_CHECK(
-        cusparseLtMatmulAlgSelectionInit(handle_, &alg_sel_, &matmul_, CUSPARSELT_MATMUL_ALG_DEFAULT));
-    have_alg_ = true;
-    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulAlgGetAttribute(
-        handle_, &alg_sel_, CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID, &max_alg_id_, sizeof(max_alg_id_)));
+    build_matmul();
     init_plan();  // the default algorithm: fails here (kUnsupported) if the library refuses the problem
     choice_ = read_choice();
     stats_.source = "default";
@@ -174,7 +162,9 @@ class CusparseLtPlan final : public GemmPlan {
       w = padded.get();
     }
 
+    // The check only ever sets the flag (to 1, on a violation): it must start at 0.
     detail::DeviceMemory valid(sizeof(int));
+    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(valid.get(), 0, sizeof(int), stream));
     SLIDESPARSE_CUSPARSELT_CHECK(
         cusparseLtSpMMAPruneCheck(handle_, &matmul_, w, static_cast<int*>(valid.get()), stream));
     int invalid = 1;
@@ -186,24 +176,13 @@ class CusparseLtPlan final : public GemmPlan {
                                 "(2N-2):2N weight first)",
                                 problem_.n, problem_.k, gemm_precision_name(problem_.precision));
 
-    size_t compressed_bytes = 0, buffer_bytes = 0;
-    SLIDESPARSE_CUSPARSELT_CHECK(
-        cusparseLtSpMMACompressedSize(handle_, &plan_, &compressed_bytes, &buffer_bytes));
-    compressed_.reset(compressed_bytes);
-    detail::DeviceMemory buffer(buffer_bytes);
-    {
-      detail::Event e0, e1;
-      SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e0.get(), stream));
-      SLIDESPARSE_CUSPARSELT_CHECK(
-          cusparseLtSpMMACompress(handle_, &plan_, w, compressed_.get(), buffer.get(), stream));
-      SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e1.get(), stream));
-      SLIDESPARSE_CUDA_CHECK(cudaEventSynchronize(e1.get()));
-      float ms = 0;
-      SLIDESPARSE_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
-      stats_.compress_ms = ms;
-    }
-
+    // The compressed layout belongs to the plan: compress for the default plan, then again for
+    // whichever configuration the search (or the cache) chooses.
+    w_src_ = w;
+    compress(stream);
     choose_algorithm(stream);
+    compress(stream);
+    w_src_ = nullptr;
     size_t ws = 0;
     SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulGetWorkspace(handle_, &plan_, &ws));
     workspace_.reset(ws);
@@ -257,7 +236,56 @@ class CusparseLtPlan final : public GemmPlan {
 
   // Sets the selection to `c` and re-makes the plan; false (and the default plan back) if the
   // library refuses it.
+  // (Re)initialize the matmul descriptor and the algorithm selection. cuSPARSELt 0.8.0 crashes
+  // (SIGSEGV inside cusparseLtMatmulPlanInit, seen on an H100) when a plan is destroyed and
+  // re-initialized over the same descriptor and selection, so every configuration tried gets
+  // fresh objects.
+  void build_matmul() {
+    if (have_plan_) {
+      cusparseLtMatmulPlanDestroy(&plan_);
+      have_plan_ = false;
+    }
+    if (have_alg_) {
+      cusparseLtMatmulAlgSelectionDestroy(&alg_sel_);
+      have_alg_ = false;
+    }
+    const cusparseComputeType compute =
+        problem_.precision == GemmPrecision::kI8 ? CUSPARSE_COMPUTE_32I : CUSPARSE_COMPUTE_32F;
+    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulDescriptorInit(handle_, &matmul_, CUSPARSE_OPERATION_TRANSPOSE,
+                                                                CUSPARSE_OPERATION_NON_TRANSPOSE, &mat_w_,
+                                                                &mat_x_, &mat_d_, &mat_d_, compute));
+    if (opts_.alpha_vector) {
+      const int on = 1;
+      SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulDescSetAttribute(
+          handle_, &matmul_, CUSPARSELT_MATMUL_ALPHA_VECTOR_SCALING, &on, sizeof(on)));
+    }
+    SLIDESPARSE_CUSPARSELT_CHECK(
+        cusparseLtMatmulAlgSelectionInit(handle_, &alg_sel_, &matmul_, CUSPARSELT_MATMUL_ALG_DEFAULT));
+    have_alg_ = true;
+    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulAlgGetAttribute(
+        handle_, &alg_sel_, CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID, &max_alg_id_, sizeof(max_alg_id_)));
+  }
+
+  // Compress w_src_ for the current plan (its compressed size can depend on the configuration).
+  void compress(cudaStream_t stream) {
+    size_t compressed_bytes = 0, buffer_bytes = 0;
+    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtSpMMACompressedSize(handle_, &plan_, &compressed_bytes, &buffer_bytes));
+    compressed_.reset(compressed_bytes);
+    detail::DeviceMemory buffer(buffer_bytes);
+    detail::Event e0, e1;
+    SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e0.get(), stream));
+    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtSpMMACompress(handle_, &plan_, w_src_, compressed_.get(), buffer.get(), stream));
+    SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e1.get(), stream));
+    SLIDESPARSE_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+    float ms = 0;
+    SLIDESPARSE_CUDA_CHECK(cudaEventElapsedTime(&ms, e0.get(), e1.get()));
+    stats_.compress_ms = ms;
+  }
+
+  // Fresh descriptor, selection and plan for configuration c; false if the library refuses it,
+  // in which case the default configuration is restored.
   bool apply_choice(const SparseChoice& c) {
+    build_matmul();
     auto set = [&](cusparseLtMatmulAlgAttribute_t a, int v) {
       return cusparseLtMatmulAlgSetAttribute(handle_, &alg_sel_, a, &v, sizeof(v)) == CUSPARSE_STATUS_SUCCESS;
     };
@@ -266,16 +294,11 @@ class CusparseLtPlan final : public GemmPlan {
     if (ok && c.split_k != 1 && c.split_k_buffers > 0)
       ok = set(CUSPARSELT_MATMUL_SPLIT_K_BUFFERS, c.split_k_buffers);
     if (ok) {
-      if (have_plan_) {
-        cusparseLtMatmulPlanDestroy(&plan_);
-        have_plan_ = false;
-      }
       ok = cusparseLtMatmulPlanInit(handle_, &plan_, &matmul_, &alg_sel_) == CUSPARSE_STATUS_SUCCESS;
       have_plan_ = ok;
     }
     if (!ok) {
-      set(CUSPARSELT_MATMUL_ALG_CONFIG_ID, 0);
-      set(CUSPARSELT_MATMUL_SPLIT_K, 1);
+      build_matmul();
       init_plan();
     }
     return ok;
@@ -302,19 +325,7 @@ class CusparseLtPlan final : public GemmPlan {
     }
     const auto t0 = std::chrono::steady_clock::now();
     Scratch s(*this, stream);
-    if (problem_.n >= opts_.segment_k_min_n) {
-      try {
-        library_search(s, stream);
-      } catch (const Error& e) {
-        // The library's own search failed (not the problem: the default plan was accepted): pick
-        // by our grid instead and say so in the plan's description.
-        if (cudaStreamSynchronize(stream) != cudaSuccess) throw;  // the context is gone
-        grid_search(s, stream);
-        stats_.source = std::string("grid, after cusparseLtMatmulSearch failed: ") + e.what();
-      }
-    } else {
-      grid_search(s, stream);
-    }
+    grid_search(s, stream);
     stats_.search_ms = detail::ms_since(t0);
     if (opts_.cache) {
       PlanEntry e;
@@ -353,39 +364,24 @@ class CusparseLtPlan final : public GemmPlan {
                                     2, std::max(opts_.search_iters, 1), stream);
   }
 
-  // cusparseLtMatmulSearch: the library times its algorithm ids and split-k settings (segment-k
-  // included on sm_90) and leaves the fastest in the selection. Only used for n >= segment_k_min_n.
-  void library_search(Scratch& s, cudaStream_t stream) {
-    const int iters = std::max(opts_.search_iters, 1);
-    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulAlgSetAttribute(
-        handle_, &alg_sel_, CUSPARSELT_MATMUL_SEARCH_ITERATIONS, &iters, sizeof(iters)));
-    init_plan();
-    const float one = 1.0f, zero = 0.0f;
-    const void* alpha = opts_.alpha_vector ? static_cast<const void*>(s.alpha_ptr()) : &one;
-    cudaStream_t streams[1] = {stream};
-    // The vendor sample passes no workspace to the search; it overwrites D (scratch here).
-    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtMatmulSearch(handle_, &plan_, alpha, compressed_.get(), s.x.get(),
-                                                        &zero, s.d.get(), s.d.get(), nullptr, streams, 1));
-    SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    const SparseChoice c = read_choice();
-    SLIDESPARSE_BACKEND_REQUIRE(apply_choice(c), Status::kInternal, kBackend,
-                                "cusparseLtMatmulSearch chose alg {} split_k {} but the plan cannot be "
-                                "re-made with it",
-                                c.alg_id, c.split_k);
-    choice_ = read_choice();
-    stats_.measured_us = time_current(s, stream);
-    stats_.source = "search";
-  }
-
-  // Our own grid for small n: algorithm ids x split-k in {1, 2, 4, 8}; never segment-k.
+  // Our own search: algorithm ids x split-k in {1, 2, 4, 8}, plus segment-k (split_k = -1) when
+  // n >= segment_k_min_n (it is reported to hang for small n). Each candidate is compressed for
+  // and timed with its own plan. (cusparseLtMatmulSearch is not used: its workspace handling in
+  // 0.8.0 is undocumented, and our timing also feeds the plan cache.)
   void grid_search(Scratch& s, cudaStream_t stream) {
     SparseChoice best;
     double best_us = -1;
-    for (int id = 0; id <= max_alg_id_; ++id) {
-      for (int sk : kGridSplitK) {
+    std::vector<int> split_ks(std::begin(kGridSplitK), std::end(kGridSplitK));
+    if (problem_.n >= opts_.segment_k_min_n) split_ks.push_back(-1);
+    const int max_id = max_alg_id_;
+    for (int id = 0; id <= max_id; ++id) {
+      for (int sk : split_ks) {
         SparseChoice c;
         c.alg_id = id;
         c.split_k = sk;
+        if (std::getenv("SLIDESPARSE_DEBUG_SEARCH"))
+          std::fprintf(stderr, "[cusparselt grid] n=%lld k=%lld m=%lld alg %d split_k %d\n", (long long)layout_.n_cols,
+                       (long long)layout_.k, (long long)layout_.m_rows, id, sk);
         if (!apply_choice(c)) continue;
         size_t ws = 0;
         if (cusparseLtMatmulGetWorkspace(handle_, &plan_, &ws) != CUSPARSE_STATUS_SUCCESS ||
@@ -393,6 +389,7 @@ class CusparseLtPlan final : public GemmPlan {
           continue;
         double us = 0;
         try {
+          compress(stream);
           us = time_current(s, stream);
         } catch (const Error&) {
           if (cudaStreamSynchronize(stream) != cudaSuccess) throw;  // the context is gone
@@ -433,6 +430,7 @@ class CusparseLtPlan final : public GemmPlan {
   cusparseLtMatmulDescriptor_t matmul_{};
   cusparseLtMatmulAlgSelection_t alg_sel_{};
   cusparseLtMatmulPlan_t plan_{};
+  const void* w_src_ = nullptr;  // the (padded) 2:4 weight, valid during prepare_weight only
   bool have_w_ = false, have_x_ = false, have_d_ = false, have_alg_ = false, have_plan_ = false;
   int max_alg_id_ = 0;
   SparseChoice choice_;

@@ -15,6 +15,12 @@
 
 namespace slidesparse::detail {
 
+// cuSPARSELt 0.8.0's sm90 sparse kernels read up to 1 KiB past the end of their operands
+// (compute-sanitizer memcheck on an H100 flags 1024-byte reads ending 512 bytes beyond buffers of
+// 1536 and 40960 bytes; results are unaffected). Every device buffer we allocate carries this much
+// trailing slack; buffers callers pass to run() need the same (docs/BACKENDS.md).
+inline constexpr size_t kDeviceAllocSlack = 64 * 1024;
+
 class DeviceMemory {
  public:
   DeviceMemory() = default;
@@ -38,7 +44,7 @@ class DeviceMemory {
   }
   void reset(size_t bytes) {
     release();
-    if (bytes > 0) SLIDESPARSE_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
+    if (bytes > 0) SLIDESPARSE_CUDA_CHECK(cudaMalloc(&ptr_, bytes + kDeviceAllocSlack));
     bytes_ = bytes;
   }
   // Grow-only: keeps the allocation when it is already large enough.
