@@ -17,30 +17,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 2
 build=${BUILD_DIR:-build-gpu}
 out=${OUT:-$root/out/gpu_check}
-mkdir -p "$out"
+source "$root/scripts/gpu_common.sh"
+start_log "$out/log.txt"
 log=$out/log.txt
-: >"$log"
-exec > >(tee -a "$log") 2>&1
-
-declare -a summary=()
-failed=0
-step() {  # step NAME COMMAND...: runs, records PASS/FAIL with the time taken
-  local name=$1
-  shift
-  echo
-  echo "=== $name: $*"
-  local t0=$SECONDS
-  "$@"
-  local rc=$?
-  local dt=$((SECONDS - t0))
-  if [ $rc -eq 0 ]; then
-    summary+=("PASS  $name (${dt}s)")
-  else
-    summary+=("FAIL  $name (exit $rc, ${dt}s)")
-    failed=1
-  fi
-  return 0
-}
 
 echo "gpu_check: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out"
 [ -f "$root/.git/HEAD" ] && echo "git: $(git -C "$root" rev-parse HEAD 2>/dev/null)"
@@ -112,6 +91,6 @@ fi
 
 echo
 echo "=== gpu_check summary"
-printf '%s\n' "${summary[@]}"
+print_summary
 [ $failed -eq 0 ] && echo "gpu_check: ALL PASSED" || echo "gpu_check: FAILED"
 exit $failed

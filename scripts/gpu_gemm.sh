@@ -31,30 +31,9 @@ cd "$root"
 build=${BUILD_DIR:-build-gpu}
 out=${OUT:-$root/out/gpu_gemm}
 budget=${BUDGET_SECONDS:-560}
-mkdir -p "$out"
+source "$root/scripts/gpu_common.sh"
+start_log "$out/gpu_gemm_log.txt"
 log=$out/gpu_gemm_log.txt
-: >"$log"
-exec > >(tee -a "$log") 2>&1
-
-declare -a summary=()
-failed=0
-step() {  # step NAME COMMAND...: runs, records PASS/FAIL with the time taken
-  local name=$1
-  shift
-  echo
-  echo "=== $name: $*"
-  local t0=$SECONDS
-  "$@"
-  local rc=$?
-  local dt=$((SECONDS - t0))
-  if [ $rc -eq 0 ]; then
-    summary+=("PASS  $name (${dt}s)")
-  else
-    summary+=("FAIL  $name (exit $rc, ${dt}s)")
-    failed=1
-  fi
-  return 0
-}
 
 sha=${GIT_SHA:-$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 echo "gpu_gemm: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out sha=$sha budget=${budget}s"
@@ -128,6 +107,6 @@ fi
 
 echo
 echo "=== gpu_gemm summary"
-printf '%s\n' "${summary[@]}"
+print_summary
 [ $failed -eq 0 ] && echo "gpu_gemm: ALL PASSED" || echo "gpu_gemm: FAILED"
 exit $failed

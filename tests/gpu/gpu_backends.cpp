@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "gpu/gpu_test_util.hpp"
 #include "backends/backend.hpp"
 #include "backends/plan_cache.hpp"
 #include "slidesparse/error.hpp"
@@ -51,33 +52,12 @@ namespace {
 
 constexpr uint8_t kPoison = 0x7F;  // i32 0x7F7F7F7F, f32 3.4e38, bf16 3.4e38, f16 NaN: never a result
 
-std::string gpu_unavailable() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
-  if (n == 0) return "cudaGetDeviceCount() found 0 devices";
-  return {};
-}
-
-#define SLIDESPARSE_REQUIRE_GPU()                                   \
-  do {                                                              \
-    const std::string why_ = gpu_unavailable();                     \
-    if (!why_.empty()) GTEST_SKIP() << "no CUDA device: " << why_; \
-  } while (0)
-
 #define SLIDESPARSE_REQUIRE_CUSPARSELT()                                                       \
   do {                                                                                         \
     SLIDESPARSE_REQUIRE_GPU();                                                                 \
     if (!cusparselt_compiled())                                                                \
       GTEST_SKIP() << "this build has no cuSPARSELt (run scripts/fetch_cusparselt.sh and "     \
                       "reconfigure): sparse backend not tested";                               \
-  } while (0)
-
-#define SLIDESPARSE_CUDA_ASSERT(expr)                                                    \
-  do {                                                                                   \
-    const cudaError_t e_ = (expr);                                                       \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << " -> " << cudaGetErrorName(e_) << ": "        \
-                               << cudaGetErrorString(e_);                                \
   } while (0)
 
 bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu/gpu_test_util.hpp"
 #include "kernels/quant_lift.cuh"
 #include "slidesparse/pattern.hpp"
 #include "slidesparse/quant.hpp"
@@ -30,28 +31,6 @@ namespace {
 
 constexpr uint8_t kPoison = 0xA5;
 constexpr size_t kGuardBytes = 64;  // poisoned tail after every output buffer
-
-// Empty when a device is usable, else why not.
-std::string gpu_unavailable() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
-  if (n == 0) return "cudaGetDeviceCount() found 0 devices";
-  return {};
-}
-
-#define SLIDESPARSE_REQUIRE_GPU()                                   \
-  do {                                                              \
-    const std::string why_ = gpu_unavailable();                     \
-    if (!why_.empty()) GTEST_SKIP() << "no CUDA device: " << why_; \
-  } while (0)
-
-#define SLIDESPARSE_CUDA_ASSERT(expr)                                                    \
-  do {                                                                                   \
-    const cudaError_t e_ = (expr);                                                       \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << " -> " << cudaGetErrorName(e_) << ": "        \
-                               << cudaGetErrorString(e_);                                \
-  } while (0)
 
 class DeviceBuffer {
  public:
