@@ -22,32 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "gpu/gpu_test_util.hpp"
 #include "kernels/epilogue.cuh"
 #include "slidesparse/types.hpp"
 
 namespace slidesparse {
 namespace {
-
-std::string gpu_unavailable() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
-  if (n == 0) return "cudaGetDeviceCount() found 0 devices";
-  return {};
-}
-
-#define SLIDESPARSE_REQUIRE_GPU()                                   \
-  do {                                                              \
-    const std::string why_ = gpu_unavailable();                     \
-    if (!why_.empty()) GTEST_SKIP() << "no CUDA device: " << why_; \
-  } while (0)
-
-#define SLIDESPARSE_CUDA_ASSERT(expr)                                                    \
-  do {                                                                                   \
-    const cudaError_t e_ = (expr);                                                       \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << " -> " << cudaGetErrorName(e_) << ": "        \
-                               << cudaGetErrorString(e_);                                \
-  } while (0)
 
 bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
 
