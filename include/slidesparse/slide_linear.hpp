@@ -1,0 +1,120 @@
+// slidesparse: SlideLinear, a linear layer Y[m,n] = X[m,k] . W[n,k]^T (+ bias[n]) whose weight is
+// pruned to a (2N-2):2N pattern, slid to 2:4 along k' and run on the 2:4 sparse tensor cores.
+//
+// Offline (from_dense): magnitude pruning along k (CPU core), per-output-channel quantization of
+// the pruned weight (i8 / e4m3; bf16 is a rounding), sliding W -> W'[n, k'] (k' = slide_k). Both
+// the slid weight (sparse path) and the pruned weight itself (dense fallback: the same pruned,
+// quantized operands, on cuBLASLt over K) are uploaded.
+// forward, on the caller's stream (bf16 in, bf16 out, both row-major on the device):
+//   sparse path:  quant_lift (per-token scale, quantize, lift X -> X'[m, k'])  ->  2:4 GEMM
+//                 (cuSPARSELt) on k'  ->  scale_epilogue (acc * s_x[m] * s_w[n] + bias[n] -> bf16)
+//   dense path:   quant_lift without lifting (X -> X[m, K])  ->  dense GEMM (cuBLASLt) on K
+//                 ->  the same epilogue
+//   bf16:         the same with a lift-only copy, a bf16 GEMM and no scales.
+// The dense path is taken for m below a crossover (SlideLinearOptions::dense_below_m): sparse
+// GEMMs lose to dense ones at small m (launch overheads, m padded to 16, k' > K).
+//
+// GEMM plans are cached per m bucket (the next power of two >= m, at least 16, at most 65536 rows;
+// a call with more rows is run in chunks of 65536). A bucket holds its plan (algorithm chosen at
+// creation) and every buffer for its largest m (X', per-token scales, the GEMM output), so a
+// forward on a warmed bucket allocates nothing, never synchronizes, and can be captured in a CUDA
+// graph. Buckets are created lazily on first use (outside graph capture) or by warmup().
+// Rows beyond m in a bucket are computed but never read: m = 1025 runs the 2048-row plan.
+//
+// No CUDA header here: device pointers are void*, streams are `Stream` (a cudaStream_t).
+// Errors are slidesparse::Error: kInvalidArgument (shapes, null pointers, an unwarmed bucket under
+// graph capture), kUnsupported (no device, no cuSPARSELt in this build, precision/GPU), kInternal.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "slidesparse/pattern.hpp"
+
+namespace slidesparse {
+
+using Stream = void*;  // a cudaStream_t; nullptr is the legacy default stream
+
+enum class LinearPrecision { kI8, kE4M3, kBF16 };
+const char* linear_precision_name(LinearPrecision p) noexcept;  // "i8", "e4m3", "bf16"
+
+struct SlideLinearOptions {
+  Pattern pattern = Pattern::from_n(4);  // 6:8
+  LinearPrecision precision = LinearPrecision::kI8;
+  // m below which forward takes the dense path. -1: measured in from_dense (full layer, sparse vs
+  // dense, at m = 16, 64, 256, 1024, 4096; the smallest probe from which sparse is never slower;
+  // dense for every m when sparse loses at the largest probe). 0: never dense.
+  int64_t dense_below_m = -1;
+  bool search = true;  // measure GEMM algorithms when a bucket is created (else library defaults)
+  // A plain quantized dense layer: W is neither pruned nor slid and forward always takes the dense
+  // path. The baseline the benchmarks compare against.
+  bool dense_only = false;
+};
+
+enum class LinearPath { kAuto, kSparse, kDense };  // kAuto: by dense_below_m
+
+// Stages of forward(), as bits. Benchmarks time one stage on a warmed bucket (the stages read what
+// the previous full forward left in the bucket's buffers); callers use kStageAll.
+enum LinearStage : unsigned {
+  kStageQuant = 1u,     // quant_lift into the bucket's X'
+  kStageGemm = 2u,      // the GEMM into the bucket's output
+  kStageEpilogue = 4u,  // scale_epilogue into Y
+  kStageAll = 7u,
+};
+
+// One crossover probe: full-layer median times of both paths at m.
+struct CrossoverProbe {
+  int64_t m = 0;
+  double sparse_us = 0, dense_us = 0;
+};
+
+class SlideLinear {
+ public:
+  static constexpr int64_t kMinBucketRows = 16;
+  static constexpr int64_t kMaxBucketRows = 65536;
+
+  // w_host: W[n, k] f32 row-major (host memory), bias_host: [n] or null. Prunes, quantizes,
+  // slides, uploads (on the current device), and with dense_below_m == -1 measures the crossover
+  // (creating the probed buckets). Throws Error: kInvalidArgument (n, k < 1, non-finite weights as
+  // kInvalidData), kUnsupported (no device, no cuSPARSELt for a sparse layer).
+  static SlideLinear from_dense(const float* w_host, int64_t n, int64_t k, const SlideLinearOptions& opts,
+                                const float* bias_host = nullptr);
+
+  SlideLinear(SlideLinear&&) noexcept;
+  SlideLinear& operator=(SlideLinear&&) noexcept;
+  ~SlideLinear();
+
+  // y[m, n] = x[m, k] . W^T (+ bias): x and y are bf16 device buffers (row strides k and n), on
+  // `stream`. m == 0 does nothing.
+  void forward(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, Stream stream) {
+    forward(x_bf16_dev, m, y_bf16_dev, stream, LinearPath::kAuto, kStageAll);
+  }
+  // The same with the path forced (tests, benchmarks) and a subset of the stages.
+  void forward(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, Stream stream, LinearPath path,
+               unsigned stages = kStageAll);
+
+  // Creates the buckets every m in [1, max_m] needs on `path` (kAuto: the path each m takes), so
+  // that later forwards up to max_m allocate nothing and can be captured. Synchronizes `stream`.
+  void warmup(int64_t max_m, Stream stream, LinearPath path = LinearPath::kAuto);
+
+  int64_t n() const noexcept;
+  int64_t k() const noexcept;
+  int64_t k_sparse() const noexcept;  // K' of the sparse GEMM (0 for dense_only)
+  int64_t k_dense() const noexcept;   // K of the dense GEMM (k rounded up to 16)
+  const SlideLinearOptions& options() const noexcept;
+  int64_t dense_below_m() const noexcept;  // resolved: 0 = never dense, INT64_MAX = always dense
+  bool takes_dense_path(int64_t m) const noexcept;
+  const std::vector<CrossoverProbe>& crossover_probes() const noexcept;  // empty unless measured
+  static int64_t bucket_rows(int64_t m) noexcept;  // rows of the plan that runs m (m in [1, 65536])
+  // One line per created bucket: path, rows, the GEMM plan's description.
+  std::string describe() const;
+
+ private:
+  struct Impl;
+  explicit SlideLinear(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace slidesparse

@@ -1,0 +1,404 @@
+// slidesparse api: SlideLinear (include/slidesparse/slide_linear.hpp). Validates arguments once,
+// owns the device weights and the per-m-bucket GEMM plans and buffers, and launches
+// quant_lift -> GEMM plan -> scale_epilogue on the caller's stream.
+//
+// Buckets: one slot per power of two from 16 to 65536 rows and per path (sparse, dense). A slot is
+// filled once (plan + algorithm choice + buffers, which synchronizes), under a mutex, and never
+// changed afterwards; forward on a filled slot only enqueues three launches. X' is given m_pad = m:
+// the rows of X' past m keep what earlier calls (or the zero fill at creation) left there, always
+// finite, and the GEMM rows they produce are never read (the epilogue writes rows < m only).
+#include "slidesparse/slide_linear.hpp"
+
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backends/backend.hpp"
+#include "backends/check.hpp"
+#include "backends/detail.hpp"
+#include "kernels/epilogue.cuh"
+#include "kernels/quant_lift.cuh"
+#include "slidesparse/error.hpp"
+#include "slidesparse/prune.hpp"
+#include "slidesparse/quant.hpp"
+#include "slidesparse/slide.hpp"
+#include "slidesparse/types.hpp"
+
+#define SLIDESPARSE_API_REQUIRE(cond, status, ...) \
+  SLIDESPARSE_BACKEND_REQUIRE(cond, status, "slide_linear", __VA_ARGS__)
+
+namespace slidesparse {
+
+const char* linear_precision_name(LinearPrecision p) noexcept {
+  switch (p) {
+    case LinearPrecision::kI8: return "i8";
+    case LinearPrecision::kE4M3: return "e4m3";
+    case LinearPrecision::kBF16: return "bf16";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr int kBucketSlots = 13;       // 16, 32, ..., 65536 rows
+constexpr int64_t kDenseKAlign = 16;   // cuBLASLt 8-bit operands: k % 16 == 0 (16-bit: 8)
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+// Crossover probes: decode-sized to prefill-sized m; sparse GEMMs win, if at all, from the
+// hundreds to the thousands of rows on H100 (BRIEF 4). Each probe creates both buckets.
+constexpr int64_t kProbeMs[] = {16, 64, 256, 1024, 4096};
+constexpr int kProbeWarmup = 2;
+constexpr int kProbeIters = 10;
+
+static_assert((SlideLinear::kMinBucketRows << (kBucketSlots - 1)) == SlideLinear::kMaxBucketRows);
+
+GemmPrecision gemm_precision_of(LinearPrecision p) {
+  switch (p) {
+    case LinearPrecision::kI8: return GemmPrecision::kI8;
+    case LinearPrecision::kE4M3: return GemmPrecision::kE4M3;
+    case LinearPrecision::kBF16: return GemmPrecision::kBF16;
+  }
+  return GemmPrecision::kBF16;
+}
+
+int bucket_slot(int64_t rows) {
+  int s = 0;
+  while ((SlideLinear::kMinBucketRows << s) < rows) ++s;
+  return s;
+}
+
+int host_threads() { return std::max(1, int(std::thread::hardware_concurrency())); }
+
+class OwnedStream {
+ public:
+  OwnedStream() { SLIDESPARSE_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+  ~OwnedStream() { cudaStreamDestroy(s_); }
+  OwnedStream(const OwnedStream&) = delete;
+  OwnedStream& operator=(const OwnedStream&) = delete;
+  cudaStream_t get() const noexcept { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+void upload(detail::DeviceMemory& dst, const void* src, size_t bytes) {
+  dst.reset(bytes);
+  if (bytes > 0) SLIDESPARSE_CUDA_CHECK(cudaMemcpy(dst.get(), src, bytes, cudaMemcpyHostToDevice));
+}
+
+}  // namespace
+
+struct SlideLinear::Impl {
+  struct Bucket {
+    int64_t rows = 0;
+    bool dense = false;
+    std::unique_ptr<GemmPlan> plan;
+    detail::DeviceMemory xq;     // X' [rows, k_gemm]: quantized (and lifted on the sparse path)
+    detail::DeviceMemory scale;  // [rows] per-token scales (i8 / e4m3)
+    detail::DeviceMemory d;      // GEMM output [rows, n_cols]
+  };
+  using Slots = std::array<std::unique_ptr<Bucket>, kBucketSlots>;
+
+  SlideLinearOptions opts;
+  int64_t n = 0, k = 0, k_sparse = 0, k_dense = 0;
+  GemmPrecision gemm_precision = GemmPrecision::kI8;
+  DType q_dtype = DType::kI8;  // X' elements: i8, e4m3, or bf16 (lift only)
+  bool quantized = true;
+  detail::DeviceMemory w_sparse, w_dense, s_w, bias;  // W'[n, k_sparse], W[n, k_dense], [n], [n]
+  bool has_bias = false;
+  int64_t dense_below = 0;
+  std::vector<CrossoverProbe> probes;
+  mutable std::mutex mu;  // guards filling the slots
+  Slots sparse_slots, dense_slots;
+
+  bool dense_for(int64_t m) const noexcept { return opts.dense_only || m < dense_below; }
+
+  bool resolve_dense(LinearPath path, int64_t m) const {
+    if (path == LinearPath::kAuto) return dense_for(m);
+    SLIDESPARSE_API_REQUIRE(path == LinearPath::kDense || !opts.dense_only, Status::kInvalidArgument,
+                            "LinearPath::kSparse on a dense_only layer (it has no sparse weight)");
+    return path == LinearPath::kDense;
+  }
+
+  // The bucket that runs m rows (m <= kMaxBucketRows) on a path, created on first use.
+  Bucket& bucket(bool dense, int64_t m, cudaStream_t stream) {
+    const int64_t rows = bucket_rows(m);
+    Slots& slots = dense ? dense_slots : sparse_slots;
+    std::lock_guard<std::mutex> lock(mu);
+    std::unique_ptr<Bucket>& slot = slots[size_t(bucket_slot(rows))];
+    if (slot) return *slot;
+    SLIDESPARSE_API_REQUIRE(!detail::stream_is_capturing(stream), Status::kInvalidArgument,
+                            "forward(m = {}) needs the {} bucket of {} rows, which does not exist yet, while "
+                            "the stream captures a CUDA graph: creating a bucket chooses the GEMM algorithm "
+                            "and synchronizes. Call warmup(max_m) before capturing",
+                            m, dense ? "dense" : "sparse", rows);
+    auto b = std::make_unique<Bucket>();
+    b->rows = rows;
+    b->dense = dense;
+    const GemmProblem p{rows, n, dense ? k_dense : k_sparse, gemm_precision, !dense};
+    PlanOptions po;
+    po.search = opts.search;
+    b->plan = make_gemm_plan(p, po);
+    b->plan->prepare_weight(dense ? w_dense.get() : w_sparse.get(), stream);
+    const GemmLayout& l = b->plan->layout();
+    b->xq.reset(l.x_bytes());
+    b->d.reset(l.d_bytes());
+    if (quantized) b->scale.reset(size_t(l.m_rows) * sizeof(float));
+    // Finite contents from the start: rows past m are computed by every GEMM.
+    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b->xq.get(), 0, l.x_bytes(), stream));
+    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b->d.get(), 0, l.d_bytes(), stream));
+    SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    slot = std::move(b);
+    return *slot;
+  }
+
+  void run(const Bucket& b, const void* x, int64_t m, void* y, cudaStream_t stream, unsigned stages) const {
+    const GemmLayout& l = b.plan->layout();
+    float* scale = quantized ? static_cast<float*>(b.scale.get()) : nullptr;
+    if (stages & kStageQuant) {
+      QuantLiftParams q;
+      q.x = x;
+      q.in_dtype = DType::kBF16;
+      q.m = m;
+      q.k = k;
+      q.ldx = k;
+      q.q = b.xq.get();
+      q.out_dtype = q_dtype;
+      q.m_pad = m;
+      q.k_out = l.k;
+      q.ldq = l.k;
+      q.scale = scale;
+      q.pattern_n = b.dense ? 0 : opts.pattern.n();
+      const char* why = quant_lift_check(q);
+      SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInvalidArgument, "forward: {}", why ? why : "");
+      SLIDESPARSE_CUDA_CHECK(quant_lift(q, stream));
+    }
+    if (stages & kStageGemm) b.plan->run(b.xq.get(), b.d.get(), nullptr, stream);
+    if (stages & kStageEpilogue) {
+      EpilogueParams e;
+      e.acc = b.d.get();
+      e.acc_dtype = l.d_dtype;
+      e.ld_acc = l.n_cols;
+      e.s_x = scale;
+      e.s_w = quantized ? static_cast<const float*>(s_w.get()) : nullptr;
+      e.bias = has_bias ? static_cast<const float*>(bias.get()) : nullptr;
+      e.y = y;
+      e.y_dtype = DType::kBF16;
+      e.ldy = n;
+      e.m = m;
+      e.n = n;
+      const char* why = epilogue_check(e);
+      SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInvalidArgument, "forward: {}", why ? why : "");
+      SLIDESPARSE_CUDA_CHECK(scale_epilogue(e, stream));
+    }
+  }
+
+  // Full-layer median time of both paths at each probe m; the crossover is the smallest probe
+  // from which the sparse path is never slower. Buckets no m will use afterwards are freed.
+  void measure_crossover(cudaStream_t stream) {
+    const int64_t max_probe = kProbeMs[std::size(kProbeMs) - 1];
+    detail::DeviceMemory x(size_t(max_probe * k) * 2), y(size_t(max_probe * n) * 2);
+    detail::fill_random_rows(x.get(), max_probe, k, DType::kBF16, stream);
+    for (int64_t pm : kProbeMs) {
+      CrossoverProbe pr;
+      pr.m = pm;
+      for (const bool dense : {false, true}) {
+        const Bucket& b = bucket(dense, pm, stream);
+        const double us = detail::time_launches_us(
+            [&] { run(b, x.get(), pm, y.get(), stream, kStageAll); }, kProbeWarmup, kProbeIters, stream);
+        (dense ? pr.dense_us : pr.sparse_us) = us;
+      }
+      probes.push_back(pr);
+    }
+    size_t first = probes.size();
+    while (first > 0 && probes[first - 1].sparse_us <= probes[first - 1].dense_us) --first;
+    dense_below = first == probes.size() ? kNever : first == 0 ? 0 : probes[first].m;
+
+    // Sparse serves m >= dense_below, dense m < dense_below.
+    for (int s = 0; s < kBucketSlots; ++s) {
+      const int64_t rows = kMinBucketRows << s;
+      const bool sparse_used = dense_below != kNever && (dense_below == 0 || rows >= bucket_rows(dense_below));
+      const bool dense_used = dense_below != 0 && (dense_below == kNever || rows <= bucket_rows(dense_below - 1));
+      if (!sparse_used) sparse_slots[size_t(s)].reset();
+      if (!dense_used) dense_slots[size_t(s)].reset();
+    }
+  }
+};
+
+SlideLinear::SlideLinear(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SlideLinear::SlideLinear(SlideLinear&&) noexcept = default;
+SlideLinear& SlideLinear::operator=(SlideLinear&&) noexcept = default;
+SlideLinear::~SlideLinear() = default;
+
+int64_t SlideLinear::bucket_rows(int64_t m) noexcept {
+  int64_t rows = kMinBucketRows;
+  while (rows < m && rows < kMaxBucketRows) rows *= 2;
+  return rows;
+}
+
+SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, const SlideLinearOptions& opts,
+                                    const float* bias_host) {
+  SLIDESPARSE_API_REQUIRE(w_host != nullptr, Status::kInvalidArgument, "from_dense: w_host is null");
+  SLIDESPARSE_API_REQUIRE(n >= 1 && k >= 1, Status::kInvalidArgument,
+                          "from_dense: W[n, k] needs n >= 1 and k >= 1 (got n = {}, k = {})", n, k);
+  SLIDESPARSE_API_REQUIRE(opts.dense_below_m >= -1, Status::kInvalidArgument,
+                          "dense_below_m = {}: use -1 (measure), 0 (never dense) or a row count",
+                          opts.dense_below_m);
+  int devices = 0;
+  const cudaError_t de = cudaGetDeviceCount(&devices);
+  SLIDESPARSE_API_REQUIRE(de == cudaSuccess && devices > 0, Status::kUnsupported, "no CUDA device: {}",
+                          de == cudaSuccess ? "0 devices" : cudaGetErrorString(de));
+  SLIDESPARSE_API_REQUIRE(opts.dense_only || cusparselt_compiled(), Status::kUnsupported,
+                          "this build has no cuSPARSELt, so sparse layers are unsupported (dense_only layers "
+                          "work); run scripts/fetch_cusparselt.sh and rebuild");
+
+  auto impl = std::make_unique<Impl>();
+  Impl& I = *impl;
+  I.opts = opts;
+  I.n = n;
+  I.k = k;
+  I.gemm_precision = gemm_precision_of(opts.precision);
+  I.q_dtype = gemm_input_dtype(I.gemm_precision);
+  I.quantized = opts.precision != LinearPrecision::kBF16;
+  I.k_dense = (k + kDenseKAlign - 1) / kDenseKAlign * kDenseKAlign;
+  I.k_sparse = opts.dense_only ? 0 : slide_k(opts.pattern, k);
+  const int threads = host_threads();
+  const size_t nk = size_t(n) * size_t(k);
+
+  std::vector<float> w(w_host, w_host + nk);
+  for (size_t i = 0; i < nk; ++i)
+    SLIDESPARSE_API_REQUIRE(std::isfinite(w[i]), Status::kInvalidData, "from_dense: W[{}, {}] = {} is not finite",
+                            int64_t(i) / k, int64_t(i) % k, w[i]);
+  if (!opts.dense_only)
+    prune_inplace(opts.pattern, PruneMethod::kMagnitude, DType::kF32, w.data(), n, k, nullptr, "slide_linear",
+                  threads);
+
+  // Per-channel quantization of the pruned weight (zeros stay zeros, so the pattern holds).
+  const size_t es = dtype_size(I.q_dtype);
+  std::vector<uint8_t> q(nk * es);
+  std::vector<float> sw;
+  switch (opts.precision) {
+    case LinearPrecision::kI8:
+      sw.resize(size_t(n));
+      quantize_rows_i8(DType::kF32, w.data(), n, k, reinterpret_cast<int8_t*>(q.data()), sw.data(), threads);
+      break;
+    case LinearPrecision::kE4M3:
+      sw.resize(size_t(n));
+      quantize_rows_e4m3(DType::kF32, w.data(), n, k, q.data(), sw.data(), threads);
+      break;
+    case LinearPrecision::kBF16:
+      for (size_t i = 0; i < nk; ++i) {
+        const uint16_t b = f32_to_bf16(w[i]);
+        std::memcpy(&q[2 * i], &b, 2);
+      }
+      break;
+  }
+  w.clear();
+  w.shrink_to_fit();
+
+  {  // Dense fallback: the same pruned, quantized W, k padded with zero columns.
+    std::vector<uint8_t> wd(size_t(n) * size_t(I.k_dense) * es, 0);
+    for (int64_t r = 0; r < n; ++r)
+      std::memcpy(&wd[size_t(r * I.k_dense) * es], &q[size_t(r * k) * es], size_t(k) * es);
+    upload(I.w_dense, wd.data(), wd.size());
+  }
+  if (!opts.dense_only) {
+    std::vector<uint8_t> ws(size_t(n) * size_t(I.k_sparse) * es, 0);
+    slide_weight(opts.pattern, I.q_dtype, q.data(), n, k, ws.data(), I.k_sparse, "slide_linear", threads);
+    upload(I.w_sparse, ws.data(), ws.size());
+  }
+  if (I.quantized) upload(I.s_w, sw.data(), sw.size() * sizeof(float));
+  if (bias_host != nullptr) {
+    for (int64_t j = 0; j < n; ++j)
+      SLIDESPARSE_API_REQUIRE(std::isfinite(bias_host[j]), Status::kInvalidData,
+                              "from_dense: bias[{}] = {} is not finite", j, bias_host[j]);
+    upload(I.bias, bias_host, size_t(n) * sizeof(float));
+    I.has_bias = true;
+  }
+
+  if (opts.dense_only) {
+    I.dense_below = kNever;
+  } else if (opts.dense_below_m >= 0) {
+    I.dense_below = opts.dense_below_m;
+  } else {
+    OwnedStream stream;
+    I.measure_crossover(stream.get());
+  }
+  return SlideLinear(std::move(impl));
+}
+
+void SlideLinear::forward(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, Stream stream, LinearPath path,
+                          unsigned stages) {
+  Impl& I = *impl_;
+  SLIDESPARSE_API_REQUIRE(m >= 0, Status::kInvalidArgument, "forward: m = {} is negative", m);
+  if (m == 0) return;
+  SLIDESPARSE_API_REQUIRE(x_bf16_dev != nullptr && y_bf16_dev != nullptr, Status::kInvalidArgument,
+                          "forward: x and y must not be null (m = {})", m);
+  const bool dense = I.resolve_dense(path, m);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const auto* x = static_cast<const uint8_t*>(x_bf16_dev);
+  auto* y = static_cast<uint8_t*>(y_bf16_dev);
+  for (int64_t r0 = 0; r0 < m; r0 += kMaxBucketRows) {
+    const int64_t rows = std::min(kMaxBucketRows, m - r0);
+    const Impl::Bucket& b = I.bucket(dense, rows, s);
+    I.run(b, x + size_t(r0 * I.k) * 2, rows, y + size_t(r0 * I.n) * 2, s, stages);
+  }
+}
+
+void SlideLinear::warmup(int64_t max_m, Stream stream, LinearPath path) {
+  Impl& I = *impl_;
+  SLIDESPARSE_API_REQUIRE(max_m >= 0, Status::kInvalidArgument, "warmup: max_m = {} is negative", max_m);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  // Calls past kMaxBucketRows run in chunks whose remainder can be any size: every bucket, on the
+  // path the whole call takes.
+  const int64_t top = std::min(max_m, kMaxBucketRows + 1);
+  const bool chunked_sparse = max_m > kMaxBucketRows && !I.dense_for(max_m);
+  for (int64_t rows = kMinBucketRows; max_m > 0; rows *= 2) {
+    const int64_t lo = rows == kMinBucketRows ? 1 : rows / 2 + 1;
+    if (lo > top) break;
+    const int64_t hi = std::min(rows, top);
+    if (path == LinearPath::kAuto) {
+      if (I.dense_for(lo)) I.bucket(true, hi, s);
+      if (!I.dense_for(hi) || chunked_sparse) I.bucket(false, hi, s);
+    } else {
+      I.bucket(I.resolve_dense(path, hi), hi, s);
+    }
+    if (rows == kMaxBucketRows) break;
+  }
+  SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+int64_t SlideLinear::n() const noexcept { return impl_->n; }
+int64_t SlideLinear::k() const noexcept { return impl_->k; }
+int64_t SlideLinear::k_sparse() const noexcept { return impl_->k_sparse; }
+int64_t SlideLinear::k_dense() const noexcept { return impl_->k_dense; }
+const SlideLinearOptions& SlideLinear::options() const noexcept { return impl_->opts; }
+int64_t SlideLinear::dense_below_m() const noexcept { return impl_->dense_below; }
+bool SlideLinear::takes_dense_path(int64_t m) const noexcept { return impl_->dense_for(m); }
+const std::vector<CrossoverProbe>& SlideLinear::crossover_probes() const noexcept { return impl_->probes; }
+
+std::string SlideLinear::describe() const {
+  const Impl& I = *impl_;
+  std::string s = fmt::format(
+      "SlideLinear {} {} n={} k={} k_sparse={} k_dense={} bias={} dense_below_m={}",
+      I.opts.dense_only ? "dense" : I.opts.pattern.str(), linear_precision_name(I.opts.precision), I.n, I.k,
+      I.k_sparse, I.k_dense, I.has_bias, I.dense_below == kNever ? std::string("never-sparse")
+                                                                 : std::to_string(I.dense_below));
+  for (const auto& p : I.probes)
+    s += fmt::format("\n  probe m={}: sparse {:.1f} us, dense {:.1f} us", p.m, p.sparse_us, p.dense_us);
+  std::lock_guard<std::mutex> lock(I.mu);
+  for (const auto* slots : {&I.sparse_slots, &I.dense_slots})
+    for (const auto& b : *slots)
+      if (b) s += fmt::format("\n  {} bucket {} rows: {}", b->dense ? "dense" : "sparse", b->rows, b->plan->describe());
+  return s;
+}
+
+}  // namespace slidesparse
