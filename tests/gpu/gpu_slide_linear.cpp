@@ -434,8 +434,10 @@ TEST(SlideLinear, GaussianErrorAtMostTwiceTheDensePath) {
         ASSERT_EQ(non_finite, 0) << (path ? "dense" : "sparse") << " path left non-finite outputs";
         err[path] = std::sqrt(num / den);
       }
-      RecordProperty(std::string(name(p)) + "_" + pat.str() + "_rel_err_sparse", std::to_string(err[0]));
-      RecordProperty(std::string(name(p)) + "_" + pat.str() + "_rel_err_dense", std::to_string(err[1]));
+      const std::string key = std::string(name(p)) + "_" + std::to_string(pat.keep()) + "of" +
+                              std::to_string(pat.group());
+      RecordProperty(key + "_rel_err_sparse", std::to_string(err[0]));
+      RecordProperty(key + "_rel_err_dense", std::to_string(err[1]));
       EXPECT_LE(err[0], 2.0 * err[1]) << "sparse relative error " << err[0] << " vs dense " << err[1];
       EXPECT_LE(err[1], error_ceiling(p)) << "dense relative error " << err[1];
       EXPECT_LE(err[0], error_ceiling(p)) << "sparse relative error " << err[0];
@@ -518,6 +520,7 @@ TEST(SlideLinear, UnwarmedBucketUnderCaptureIsRejected) {
   TestStream stream;
   DeviceBuffer x(size_t(16 * 64) * 2), y(size_t(16 * 64) * 2);
   SLIDESPARSE_CUDA_ASSERT(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+  const cudaError_t before = cudaMemsetAsync(y.get(), 0, 64, stream.get());  // a node before the refusal
   Status status = Status::kOk;
   std::string message;
   try {
@@ -529,6 +532,7 @@ TEST(SlideLinear, UnwarmedBucketUnderCaptureIsRejected) {
   cudaGraph_t graph = nullptr;
   const cudaError_t end = cudaStreamEndCapture(stream.get(), &graph);
   if (graph) cudaGraphDestroy(graph);
+  EXPECT_EQ(before, cudaSuccess);
   EXPECT_EQ(end, cudaSuccess) << "the refusal must leave the capture intact";
   EXPECT_EQ(status, Status::kInvalidArgument);
   EXPECT_NE(message.find("warmup"), std::string::npos) << message;
