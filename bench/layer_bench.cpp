@@ -95,6 +95,7 @@ struct Options {
   int reps = 20;
   int warmup = 3;
   bool search = true;
+  int search_iters = 5;
   double flush_mib = 128;   // > 2x the 50 MB L2 of H100/H200
   double rotate_mib = 128;
   int host_calls = 1000;
@@ -281,6 +282,7 @@ class Bench {
                  {"reps", o_.reps},
                  {"warmup", o_.warmup},
                  {"search", o_.search},
+                 {"search_iters", o_.search_iters},
                  {"flush_mib", o_.flush_mib},
                  {"rotate_mib", o_.rotate_mib},
                  {"host_calls", o_.host_calls},
@@ -461,6 +463,7 @@ class Bench {
         ss::SlideLinearOptions lo;
         lo.precision = prec;
         lo.search = o_.search;
+        lo.search_iters = o_.search_iters;
         lo.dense_below_m = 0;
         if (pat) lo.pattern = *pat;
         else lo.dense_only = true;
@@ -740,6 +743,8 @@ int main(int argc, char** argv) {
   app.add_option("--reps", o.reps, "timed calls per measurement (median; >= 10)")->check(CLI::Range(10, 100000));
   app.add_option("--warmup", o.warmup, "untimed calls first");
   app.add_flag("--search,!--no-search", o.search, "searched GEMM algorithms (default) or the library defaults");
+  app.add_option("--search-iters", o.search_iters, "launches per candidate during algorithm search")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--flush-mib", o.flush_mib, "L2 flush (memset) before every timed call, MiB (0: none)");
   app.add_option("--rotate-mib", o.rotate_mib, "X arena size, MiB");
   app.add_option("--host-calls", o.host_calls, "forward() calls for the host-overhead measurement");

@@ -48,6 +48,7 @@ struct SlideLinearOptions {
   // dense for every m when sparse loses at the largest probe). 0: never dense.
   int64_t dense_below_m = -1;
   bool search = true;  // measure GEMM algorithms when a bucket is created (else library defaults)
+  int search_iters = 10;  // timed launches per candidate algorithm during that search
   // A plain quantized dense layer: W is neither pruned nor slid and forward always takes the dense
   // path. The baseline the benchmarks compare against.
   bool dense_only = false;

@@ -146,6 +146,7 @@ struct SlideLinear::Impl {
     const GemmProblem p{rows, n, dense ? k_dense : k_sparse, gemm_precision, !dense};
     PlanOptions po;
     po.search = opts.search;
+    po.search_iters = opts.search_iters;
     b->plan = make_gemm_plan(p, po);
     b->plan->prepare_weight(dense ? w_dense.get() : w_sparse.get(), stream);
     const GemmLayout& l = b->plan->layout();
@@ -249,6 +250,8 @@ SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, c
   SLIDESPARSE_API_REQUIRE(w_host != nullptr, Status::kInvalidArgument, "from_dense: w_host is null");
   SLIDESPARSE_API_REQUIRE(n >= 1 && k >= 1, Status::kInvalidArgument,
                           "from_dense: W[n, k] needs n >= 1 and k >= 1 (got n = {}, k = {})", n, k);
+  SLIDESPARSE_API_REQUIRE(opts.search_iters >= 1, Status::kInvalidArgument,
+                          "search_iters = {}: at least one timed launch per candidate", opts.search_iters);
   SLIDESPARSE_API_REQUIRE(opts.dense_below_m >= -1, Status::kInvalidArgument,
                           "dense_below_m = {}: use -1 (measure), 0 (never dense) or a row count",
                           opts.dense_below_m);
