@@ -18,6 +18,7 @@
 #   OUT              output directory (default out/gpu_layer)
 #   BUDGET_SECONDS   wall-clock budget for the whole script (default 560)
 #   MEMCHECK_SECONDS time kept for the two memcheck runs after the bench (default 120)
+#   TEST_SECONDS     time limit per test executable (default 240)
 #   SKIP_TESTS=1, SKIP_BENCH=1, SKIP_SANITIZER=1
 #   BENCH_ARGS       extra arguments for slidesparse_bench_layer, e.g. "--precisions i8 --ms 4096,16384"
 #   GIT_SHA          commit recorded in the JSON (default: git rev-parse, else "unknown")
@@ -58,7 +59,7 @@ run_gtest() {
   local exe=$1
   local txt
   txt=$(mktemp)
-  "$exe" --gtest_color=no 2>&1 | tee "$txt"
+  timeout "${TEST_SECONDS:-240}" "$exe" --gtest_color=no 2>&1 | tee "$txt"
   local rc=${PIPESTATUS[0]}
   if grep -q '^\[  SKIPPED \]' "$txt"; then
     echo "gpu_layer: $exe skipped tests on a GPU machine"
