@@ -49,34 +49,14 @@
 #include "slidesparse/slide.hpp"
 #include "slidesparse/types.hpp"
 
+#include "bench_common.hpp"
+
 namespace ss = slidesparse;
+using namespace slidesparse::bench;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// ---- shapes (BRIEF section 5) -------------------------------------------------------------------
-
-struct Layer {
-  const char* name;
-  int64_t n, k;
-};
-struct Model {
-  const char* name;
-  std::vector<Layer> layers;
-};
-
-const std::vector<Model>& models() {
-  static const std::vector<Model> m{
-      {"llama3.2-1b", {{"qkv", 3072, 2048}, {"o", 2048, 2048}, {"gate_up", 16384, 2048}, {"down", 2048, 8192}}},
-      {"llama3.2-3b", {{"qkv", 5120, 3072}, {"o", 3072, 3072}, {"gate_up", 16384, 3072}, {"down", 3072, 8192}}},
-      {"bitnet-2b", {{"qkv", 3840, 2560}, {"o", 2560, 2560}, {"gate_up", 13824, 2560}, {"down", 2560, 6912}}},
-      {"qwen2.5-7b", {{"qkv", 4608, 3584}, {"o", 3584, 3584}, {"gate_up", 37888, 3584}, {"down", 3584, 18944}}},
-      {"qwen2.5-14b", {{"qkv", 7168, 5120}, {"o", 5120, 5120}, {"gate_up", 27648, 5120}, {"down", 5120, 13824}}},
-      {"llama3-8b", {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}}},
-  };
-  return m;
-}
 
 // ---- options ------------------------------------------------------------------------------------
 
@@ -104,59 +84,7 @@ struct Options {
 
 // ---- small utilities ----------------------------------------------------------------------------
 
-int hw_threads(const Options& o) {
-  return o.threads > 0 ? o.threads : std::max(1, int(std::thread::hardware_concurrency()));
-}
-
-// f(begin, end) over [0, n) in `threads` contiguous chunks.
-void parallel_for(int64_t n, int threads, const std::function<void(int64_t, int64_t)>& f) {
-  const int64_t t = std::max<int64_t>(1, std::min<int64_t>(threads, n));
-  std::vector<std::thread> pool;
-  for (int64_t i = 0; i < t; ++i) pool.emplace_back(f, n * i / t, n * (i + 1) / t);
-  for (auto& th : pool) th.join();
-}
-
-uint64_t mix(uint64_t x) {  // splitmix64
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-[[noreturn]] void cuda_fail(cudaError_t e, const char* what) {
-  throw ss::Error(ss::Status::kInternal, fmt::format("{}: {} ({})", what, cudaGetErrorName(e), cudaGetErrorString(e)));
-}
-#define BENCH_CUDA(expr)                          \
-  do {                                            \
-    const cudaError_t e_ = (expr);                \
-    if (e_ != cudaSuccess) cuda_fail(e_, #expr);  \
-  } while (0)
-
-class DevMem {
- public:
-  DevMem() = default;
-  explicit DevMem(size_t bytes) : bytes_(bytes) {
-    // Trailing slack: cuSPARSELt 0.8.0 reads up to 1 KiB past its operands (memcheck).
-    if (bytes > 0) BENCH_CUDA(cudaMalloc(&p_, bytes + 64 * 1024));
-  }
-  ~DevMem() {
-    if (p_) cudaFree(p_);
-  }
-  DevMem(DevMem&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
-  DevMem& operator=(DevMem&& o) noexcept {
-    std::swap(p_, o.p_);
-    std::swap(bytes_, o.bytes_);
-    return *this;
-  }
-  DevMem(const DevMem&) = delete;
-  DevMem& operator=(const DevMem&) = delete;
-  uint8_t* get() const { return static_cast<uint8_t*>(p_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-};
+int hw_threads(const Options& o) { return resolve_threads(o.threads); }
 
 // Random values of the precision, never zero, magnitudes spread over two binades or more:
 //   i8: integers in [-127, 127] \ {0};  e4m3: grid values with |v| in [1/8, 8];  bf16: |v| in [1/64, 1).
@@ -220,34 +148,6 @@ double output_value(ss::DType t, const uint8_t* e) {
     default: return ss::element_to_f32(t, e);
   }
 }
-
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-// ---- output -------------------------------------------------------------------------------------
-
-class Sink {
- public:
-  explicit Sink(const std::string& path) {
-    if (!path.empty()) {
-      out_.open(path, std::ios::out | std::ios::trunc);
-      if (!out_) throw ss::Error(ss::Status::kIoError, "cannot write " + path);
-    }
-  }
-  void write(const json& j) {
-    if (out_.is_open()) {
-      out_ << j.dump() << '\n';
-      out_.flush();  // a run stopped from outside keeps every finished record
-    }
-  }
-
- private:
-  std::ofstream out_;
-};
 
 // ---- one layer's data ---------------------------------------------------------------------------
 

@@ -55,33 +55,14 @@
 #include "slidesparse/slide_linear.hpp"
 #include "slidesparse/types.hpp"
 
+#include "bench_common.hpp"
+
 namespace ss = slidesparse;
+using namespace slidesparse::bench;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-struct Layer {
-  const char* name;
-  int64_t n, k;
-  bool bias;
-};
-struct Model {
-  const char* name;
-  std::vector<Layer> layers;
-};
-
-const std::vector<Model>& models() {
-  static const std::vector<Model> m{
-      {"qwen2.5-7b",
-       {{"qkv", 4608, 3584, true}, {"o", 3584, 3584, false}, {"gate_up", 37888, 3584, false}, {"down", 3584, 18944, false}}},
-      {"llama3-8b",
-       {{"qkv", 6144, 4096, false}, {"o", 4096, 4096, false}, {"gate_up", 28672, 4096, false}, {"down", 4096, 14336, false}}},
-      {"llama3.2-1b",
-       {{"qkv", 3072, 2048, false}, {"o", 2048, 2048, false}, {"gate_up", 16384, 2048, false}, {"down", 2048, 8192, false}}},
-  };
-  return m;
-}
 
 struct Options {
   std::vector<std::string> precisions{"i8", "e4m3"};
@@ -106,23 +87,7 @@ struct Options {
   int threads = 0;
 };
 
-int hw_threads(const Options& o) {
-  return o.threads > 0 ? o.threads : std::max(1, int(std::thread::hardware_concurrency()));
-}
-
-void parallel_for(int64_t n, int threads, const std::function<void(int64_t, int64_t)>& f) {
-  const int64_t t = std::max<int64_t>(1, std::min<int64_t>(threads, n));
-  std::vector<std::thread> pool;
-  for (int64_t i = 0; i < t; ++i) pool.emplace_back(f, n * i / t, n * (i + 1) / t);
-  for (auto& th : pool) th.join();
-}
-
-uint64_t mix(uint64_t x) {  // splitmix64
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+int hw_threads(const Options& o) { return resolve_threads(o.threads); }
 
 // N(0, 1) from a counter (Box-Muller on two hashed uniforms), reproducible and thread-independent.
 float gauss(uint64_t key) {
@@ -130,40 +95,6 @@ float gauss(uint64_t key) {
   const double u1 = (double(a >> 11) + 1.0) * 0x1.0p-53, u2 = double(b >> 11) * 0x1.0p-53;
   return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
 }
-
-[[noreturn]] void cuda_fail(cudaError_t e, const char* what) {
-  throw ss::Error(ss::Status::kInternal, fmt::format("{}: {} ({})", what, cudaGetErrorName(e), cudaGetErrorString(e)));
-}
-#define BENCH_CUDA(expr)                          \
-  do {                                            \
-    const cudaError_t e_ = (expr);                \
-    if (e_ != cudaSuccess) cuda_fail(e_, #expr);  \
-  } while (0)
-
-class DevMem {
- public:
-  DevMem() = default;
-  explicit DevMem(size_t bytes) : bytes_(bytes) {
-    if (bytes > 0) BENCH_CUDA(cudaMalloc(&p_, bytes));
-  }
-  ~DevMem() {
-    if (p_) cudaFree(p_);
-  }
-  DevMem(DevMem&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
-  DevMem& operator=(DevMem&& o) noexcept {
-    std::swap(p_, o.p_);
-    std::swap(bytes_, o.bytes_);
-    return *this;
-  }
-  DevMem(const DevMem&) = delete;
-  DevMem& operator=(const DevMem&) = delete;
-  uint8_t* get() const { return static_cast<uint8_t*>(p_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-};
 
 class Events {
  public:
@@ -187,32 +118,6 @@ double median(std::vector<double> v) {
   const size_t h = v.size() / 2;
   return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
-
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-class Sink {
- public:
-  explicit Sink(const std::string& path) {
-    if (!path.empty()) {
-      out_.open(path, std::ios::out | std::ios::trunc);
-      if (!out_) throw ss::Error(ss::Status::kIoError, "cannot write " + path);
-    }
-  }
-  void write(const json& j) {
-    if (out_.is_open()) {
-      out_ << j.dump() << '\n';
-      out_.flush();
-    }
-  }
-
- private:
-  std::ofstream out_;
-};
 
 // Holds a stream until released (or 5 s passed, so a mistake cannot hang the run): work issued
 // behind it waits on the GPU side while the host keeps issuing.
