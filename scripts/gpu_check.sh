@@ -24,7 +24,7 @@ log=$out/log.txt
 echo "gpu_check: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out"
 [ -f "$root/.git/HEAD" ] && echo "git: $(git -C "$root" rev-parse HEAD 2>/dev/null)"
 
-step "nvidia-smi" nvidia-smi
+step "nvidia-smi" gpu_info
 
 tests=()
 for t in "$build"/test_gpu_*; do
@@ -36,27 +36,11 @@ if [ ${#tests[@]} -eq 0 ]; then
   failed=1
 fi
 
-# The executables are run directly: ctest's test list holds the build machine's absolute paths.
-# A skipped GPU test here means the device was not usable, which is a failure of this check.
-run_gtest() {
-  local exe=$1
-  local txt
-  txt=$(mktemp)
-  "$exe" --gtest_color=no 2>&1 | tee "$txt"
-  local rc=${PIPESTATUS[0]}
-  if grep -q '^\[  SKIPPED \]' "$txt"; then
-    echo "gpu_check: $exe skipped tests on a GPU machine"
-    rc=1
-  fi
-  rm -f "$txt"
-  return "$rc"
-}
 for t in "${tests[@]}"; do
   step "tests $(basename "$t")" run_gtest "$t"
 done
 
-sanitizer=$(command -v compute-sanitizer || true)
-[ -z "$sanitizer" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && sanitizer=/usr/local/cuda/bin/compute-sanitizer
+sanitizer=$(find_sanitizer)
 run_memcheck() {
   # The reduced shape set (SLIDESPARSE_GPU_TEST_QUICK) keeps memcheck's slowdown affordable;
   # every test and code path still runs (aligned/packed layouts, long rows, every pattern).

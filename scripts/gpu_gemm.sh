@@ -38,37 +38,12 @@ log=$out/gpu_gemm_log.txt
 sha=${GIT_SHA:-$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 echo "gpu_gemm: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out sha=$sha budget=${budget}s"
 
-step "nvidia-smi" nvidia-smi
-# Clocks as found (read only: this script never changes GPU settings).
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu \
-  --format=csv 2>/dev/null || true
+step "nvidia-smi" gpu_info
 
-libs() {
-  local exe=$1
-  [ -x "$exe" ] || { echo "missing $exe"; return 1; }
-  echo "$exe:"
-  ldd "$exe" | grep -E "cusparseLt|cublas|not found" || true
-  ! ldd "$exe" | grep -q "not found"
-}
 for exe in "$build/test_gpu_backends" "$build/slidesparse_bench_gemm"; do
   step "libraries $(basename "$exe")" libs "$exe"
 done
 
-# The executables are run directly: ctest's test list holds the build machine's absolute paths.
-# A skipped GPU test here means the device (or cuSPARSELt) was not usable: a failure of this check.
-run_gtest() {
-  local exe=$1
-  local txt
-  txt=$(mktemp)
-  "$exe" --gtest_color=no 2>&1 | tee "$txt"
-  local rc=${PIPESTATUS[0]}
-  if grep -q '^\[  SKIPPED \]' "$txt"; then
-    echo "gpu_gemm: $exe skipped tests on a GPU machine"
-    rc=1
-  fi
-  rm -f "$txt"
-  return $rc
-}
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   tests=("$build/test_gpu_backends")
   if [ "${TESTS:-all}" = all ]; then

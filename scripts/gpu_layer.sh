@@ -37,37 +37,13 @@ start_log "$out/gpu_layer_log.txt"
 sha=${GIT_SHA:-$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 echo "gpu_layer: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out sha=$sha budget=${budget}s"
 
-step "nvidia-smi" nvidia-smi
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu \
-  --format=csv 2>/dev/null || true
+step "nvidia-smi" gpu_info
 
-libs() {
-  local exe=$1
-  [ -x "$exe" ] || { echo "missing $exe"; return 1; }
-  echo "$exe:"
-  ldd "$exe" | grep -E "cusparseLt|cublas|not found" || true
-  ! ldd "$exe" | grep -q "not found"
-}
 tests=("$build/test_gpu_epilogue" "$build/test_gpu_slide_linear")
 for exe in "${tests[@]}" "$build/slidesparse_bench_layer"; do
   step "libraries $(basename "$exe")" libs "$exe"
 done
 
-# The executables are run directly (ctest's list holds the build machine's paths). A skipped test
-# here means the device or cuSPARSELt was not usable: a failure of this check.
-run_gtest() {
-  local exe=$1
-  local txt
-  txt=$(mktemp)
-  timeout "${TEST_SECONDS:-240}" "$exe" --gtest_color=no 2>&1 | tee "$txt"
-  local rc=${PIPESTATUS[0]}
-  if grep -q '^\[  SKIPPED \]' "$txt"; then
-    echo "gpu_layer: $exe skipped tests on a GPU machine"
-    rc=1
-  fi
-  rm -f "$txt"
-  return "$rc"
-}
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   for t in "${tests[@]}"; do
     step "tests $(basename "$t")" run_gtest "$t"
@@ -83,8 +59,7 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     --out "$out/layer_bench.jsonl" --git-sha "$sha" --max-seconds "$left" ${BENCH_ARGS:-}
 fi
 
-sanitizer=$(command -v compute-sanitizer || true)
-[ -z "$sanitizer" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && sanitizer=/usr/local/cuda/bin/compute-sanitizer
+sanitizer=$(find_sanitizer)
 run_memcheck() {  # run_memcheck EXE SECONDS
   SLIDESPARSE_GPU_TEST_QUICK=1 timeout "$2" "$sanitizer" --tool memcheck --error-exitcode 99 \
     --leak-check full "$1" --gtest_color=no --gtest_brief=1
