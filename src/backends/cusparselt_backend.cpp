@@ -5,8 +5,10 @@
 //   constructor:    handle -> structured W / dense X / output descriptors -> matmul descriptor
 //                   -> algorithm selection (default) -> plan
 //   prepare_weight: prune check on the device (Error(kInvalidData) if W is not 2:4 along k)
-//                   -> compressed size -> compress (once) -> algorithm choice (cache, search or
-//                   default; the plan is re-made for it) -> workspace (once)
+//                   -> compressed size -> compress -> algorithm choice (cache, timed grid or
+//                   default; fresh descriptor/selection/plan per candidate) -> compress again for
+//                   the chosen plan -> workspace (once)
+//   SLIDESPARSE_DEBUG_SEARCH=1 in the environment prints every grid candidate to stderr.
 //   run:            cusparseLtMatmul only.
 // Layout ("TN", everything column-major; see backend.hpp):
 //   A = W  structured, k x n_cols, ld k, op T      B = X^T dense, k x m_rows, ld k, op N
@@ -14,13 +16,13 @@
 // Types: i8 x i8 -> i32 (compute 32I), e4m3 x e4m3 -> f32, bf16 -> bf16, f16 -> f16 (compute 32F).
 // alpha and beta are float for every compute type; ALPHA_VECTOR_SCALING scales rows of D, i.e.
 // output channels.
-#include <cstdio>
-#include <cstdlib>
 #include "backends/backend.hpp"
 
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
