@@ -1,0 +1,488 @@
+// CPU Llama forward pass in f32 (see include/slidesparse/llama.hpp).
+#include "slidesparse/llama.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include <fmt/ranges.h>
+
+#include "common/check.hpp"
+#include "slidesparse/checkpoint.hpp"
+#include "slidesparse/quant.hpp"
+#include "slidesparse/safetensors.hpp"
+#include "slidesparse/slide.hpp"
+#include "slidesparse/types.hpp"
+
+namespace slidesparse {
+namespace fs = std::filesystem;
+namespace {
+
+int hw_threads(int requested) noexcept {
+  if (requested > 0) return requested;
+  const unsigned h = std::thread::hardware_concurrency();
+  return h == 0 ? 1 : int(h);
+}
+
+// Runs fn(i) for i in [0, items) on up to num_threads threads (dynamic scheduling: items may
+// differ in cost, e.g. causal attention rows). Rethrows the first exception.
+template <class Fn>
+void parallel_for(int64_t items, int num_threads, const Fn& fn) {
+  const int nt = int(std::min<int64_t>(std::max(1, num_threads), items));
+  if (nt <= 1) {
+    for (int64_t i = 0; i < items; ++i) fn(i);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  std::exception_ptr err;
+  std::atomic<bool> failed{false};
+  auto worker = [&]() {
+    try {
+      for (int64_t i; !failed.load(std::memory_order_relaxed) && (i = next.fetch_add(1)) < items;) fn(i);
+    } catch (...) {
+      if (!failed.exchange(true)) err = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(size_t(nt - 1));
+  for (int t = 1; t < nt; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  if (err) std::rethrow_exception(err);
+}
+
+// Tile sizes for the dense f32 matmul: kTileM rows of X share each streamed row of W^T; kTileN
+// accumulators per row stay in L1 (4 x 256 floats = 4 KiB).
+constexpr int64_t kTileM = 4;
+constexpr int64_t kTileN = 256;
+
+// Integer dot product of two int8 rows. Integer sums are associative, so the compiler vectorizes.
+int32_t dot_i8(const int8_t* a, const int8_t* b, int64_t k) noexcept {
+  int32_t acc = 0;
+  for (int64_t i = 0; i < k; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
+  return acc;
+}
+
+// The largest k whose int32 sum of int8 products cannot overflow: 128*128*k < 2^31.
+constexpr int64_t kMaxInt32K = (int64_t(1) << 31) / (128 * 128) - 1;
+
+// Y[m,n] = float(sum_k xq[m,k] wq[n,k]) * s_x[m] * s_w[n].
+void int8_gemm(const int8_t* xq, const float* sx, const int8_t* wq, const float* sw, int64_t m, int64_t n,
+               int64_t k, float* y, int num_threads) {
+  SLIDESPARSE_CHECK(k <= kMaxInt32K, Status::kUnsupported, "INT8 linear: k = {} exceeds the int32 accumulator limit {}",
+                    k, kMaxInt32K);
+  constexpr int64_t kBlockN = 64;
+  const int64_t nb = (n + kBlockN - 1) / kBlockN;
+  parallel_for(m * nb, num_threads, [&](int64_t item) {
+    const int64_t r = item / nb, n0 = (item % nb) * kBlockN, n1 = std::min(n, n0 + kBlockN);
+    const int8_t* xr = xq + r * k;
+    for (int64_t j = n0; j < n1; ++j) {
+      const int32_t acc = dot_i8(xr, wq + j * k, k);
+      y[r * n + j] = float(acc) * sx[r] * sw[j];
+    }
+  });
+}
+
+std::vector<float> to_f32(DType dt, const uint8_t* p, int64_t count, const std::string& name) {
+  std::vector<float> out(static_cast<size_t>(count));
+  if (dt == DType::kF32) {
+    std::memcpy(out.data(), p, size_t(count) * 4);
+  } else if (dt == DType::kBF16 || dt == DType::kF16) {
+    for (int64_t i = 0; i < count; ++i) {
+      uint16_t b;
+      std::memcpy(&b, p + 2 * i, 2);
+      out[size_t(i)] = dt == DType::kBF16 ? bf16_to_f32(b) : f16_to_f32(b);
+    }
+  } else {
+    SLIDESPARSE_FAIL(Status::kUnsupported, "tensor '{}' has dtype {}; the CPU model reads f32, f16 and bf16", name,
+                     dtype_token(dt));
+  }
+  return out;
+}
+
+void rms_norm(const float* x, const float* w, int64_t t, int64_t h, float eps, float* out) {
+  for (int64_t r = 0; r < t; ++r) {
+    const float* xr = x + r * h;
+    float ss = 0.0f;
+    for (int64_t i = 0; i < h; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / float(h) + eps);
+    float* o = out + r * h;
+    for (int64_t i = 0; i < h; ++i) o[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+DenseLinear::DenseLinear(const float* w, int64_t n, int64_t k, int num_threads)
+    : n_(n), k_(k), num_threads_(hw_threads(num_threads)), wt_(size_t(n * k)) {
+  SLIDESPARSE_CHECK(n > 0 && k > 0 && w != nullptr, Status::kInvalidArgument, "DenseLinear: n = {}, k = {}", n, k);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < k; ++i) wt_[size_t(i * n + j)] = w[j * k + i];
+}
+
+std::vector<float> DenseLinear::weight() const {
+  std::vector<float> w(size_t(n_ * k_));
+  for (int64_t j = 0; j < n_; ++j)
+    for (int64_t i = 0; i < k_; ++i) w[size_t(j * k_ + i)] = wt_[size_t(i * n_ + j)];
+  return w;
+}
+
+void DenseLinear::apply(const float* x, int64_t m, float* y) const {
+  const int64_t mt = (m + kTileM - 1) / kTileM, nt = (n_ + kTileN - 1) / kTileN;
+  const int64_t n = n_, k = k_;
+  const float* wt = wt_.data();
+  parallel_for(mt * nt, num_threads_, [&](int64_t item) {
+    // n-block outer within an m-tile sweep would thrash W^T; items are ordered n-major so that
+    // neighbouring threads share the same W^T column block.
+    const int64_t r0 = (item % mt) * kTileM, r1 = std::min(m, r0 + kTileM);
+    const int64_t n0 = (item / mt) * kTileN, n1 = std::min(n, n0 + kTileN), w = n1 - n0;
+    alignas(64) float acc[kTileM][kTileN];
+    for (int64_t r = 0; r < kTileM; ++r)
+      for (int64_t j = 0; j < w; ++j) acc[r][j] = 0.0f;
+    if (r1 - r0 == kTileM) {
+      const float* x0 = x + r0 * k;
+      for (int64_t i = 0; i < k; ++i) {
+        const float* wr = wt + i * n + n0;
+        const float a0 = x0[i], a1 = x0[k + i], a2 = x0[2 * k + i], a3 = x0[3 * k + i];
+        for (int64_t j = 0; j < w; ++j) {
+          const float b = wr[j];
+          acc[0][j] += a0 * b;
+          acc[1][j] += a1 * b;
+          acc[2][j] += a2 * b;
+          acc[3][j] += a3 * b;
+        }
+      }
+    } else {
+      for (int64_t r = r0; r < r1; ++r) {
+        float* ar = acc[r - r0];
+        for (int64_t i = 0; i < k; ++i) {
+          const float* wr = wt + i * n + n0;
+          const float a = x[r * k + i];
+          for (int64_t j = 0; j < w; ++j) ar[j] += a * wr[j];
+        }
+      }
+    }
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(y + r * n + n0, acc[r - r0], size_t(w) * sizeof(float));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+Int8Linear Int8Linear::quantize(const float* w, int64_t n, int64_t k, int num_threads) {
+  SLIDESPARSE_CHECK(n > 0 && k > 0 && w != nullptr, Status::kInvalidArgument, "Int8Linear: n = {}, k = {}", n, k);
+  std::vector<int8_t> q(size_t(n * k));
+  std::vector<float> s(static_cast<size_t>(n));
+  quantize_rows_i8(DType::kF32, w, n, k, q.data(), s.data(), hw_threads(num_threads));
+  return Int8Linear(std::move(q), std::move(s), n, k, num_threads);
+}
+
+Int8Linear::Int8Linear(std::vector<int8_t> w_q, std::vector<float> w_scale, int64_t n, int64_t k, int num_threads)
+    : n_(n), k_(k), num_threads_(hw_threads(num_threads)), w_q_(std::move(w_q)), w_scale_(std::move(w_scale)) {
+  SLIDESPARSE_CHECK(n > 0 && k > 0 && int64_t(w_q_.size()) == n * k && int64_t(w_scale_.size()) == n,
+                    Status::kInvalidArgument, "Int8Linear: n = {}, k = {}, {} weights, {} scales", n, k, w_q_.size(),
+                    w_scale_.size());
+}
+
+void Int8Linear::apply(const float* x, int64_t m, float* y) const {
+  if (m == 0) return;
+  std::vector<int8_t> xq(size_t(m * k_));
+  std::vector<float> sx(static_cast<size_t>(m));
+  quantize_rows_i8(DType::kF32, x, m, k_, xq.data(), sx.data(), num_threads_);
+  int8_gemm(xq.data(), sx.data(), w_q_.data(), w_scale_.data(), m, n_, k_, y, num_threads_);
+}
+
+SlidInt8Linear::SlidInt8Linear(Pattern p, const Int8Linear& base)
+    : p_(p), n_(base.n()), k_(base.k()), k_slide_(slide_k(p, base.k())), num_threads_(base.num_threads()),
+      w_slide_(size_t(n_ * k_slide_)), w_scale_(base.weight_scale()) {
+  slide_weight(p, DType::kI8, base.weight_q().data(), n_, k_, w_slide_.data(), k_slide_, "SlidInt8Linear",
+               num_threads_);
+}
+
+void SlidInt8Linear::apply(const float* x, int64_t m, float* y) const {
+  if (m == 0) return;
+  std::vector<int8_t> xq(size_t(m * k_)), xl(size_t(m * k_slide_));
+  std::vector<float> sx(static_cast<size_t>(m));
+  quantize_rows_i8(DType::kF32, x, m, k_, xq.data(), sx.data(), num_threads_);
+  lift_activations(p_, DType::kI8, xq.data(), m, k_, xl.data(), k_slide_);
+  int8_gemm(xl.data(), sx.data(), w_slide_.data(), w_scale_.data(), m, n_, k_slide_, y, num_threads_);
+}
+
+// ---------------------------------------------------------------------------------------------
+LlamaConfig parse_llama_config(const std::string& text, const std::string& what) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    SLIDESPARSE_FAIL(Status::kBadFormat, "{}: not JSON: {}", what, e.what());
+  }
+  SLIDESPARSE_CHECK(j.is_object(), Status::kBadFormat, "{}: not a JSON object", what);
+  auto get_int = [&](const char* key, int64_t fallback, bool required) -> int64_t {
+    if (!j.contains(key) || j[key].is_null()) {
+      SLIDESPARSE_CHECK(!required, Status::kBadFormat, "{}: missing \"{}\"", what, key);
+      return fallback;
+    }
+    SLIDESPARSE_CHECK(j[key].is_number_integer() && j[key].get<int64_t>() > 0, Status::kBadFormat,
+                      "{}: \"{}\" must be a positive integer, got {}", what, key, j[key].dump());
+    return j[key].get<int64_t>();
+  };
+  auto get_num = [&](const char* key, double fallback) -> double {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    SLIDESPARSE_CHECK(j[key].is_number() && j[key].get<double>() > 0, Status::kBadFormat,
+                      "{}: \"{}\" must be a positive number, got {}", what, key, j[key].dump());
+    return j[key].get<double>();
+  };
+  LlamaConfig c;
+  c.hidden = get_int("hidden_size", 0, true);
+  c.intermediate = get_int("intermediate_size", 0, true);
+  c.layers = get_int("num_hidden_layers", 0, true);
+  c.heads = get_int("num_attention_heads", 0, true);
+  c.kv_heads = get_int("num_key_value_heads", c.heads, false);
+  c.vocab = get_int("vocab_size", 0, true);
+  SLIDESPARSE_CHECK(c.hidden % c.heads == 0 || j.contains("head_dim"), Status::kBadFormat,
+                    "{}: hidden_size {} is not a multiple of num_attention_heads {}", what, c.hidden, c.heads);
+  c.head_dim = get_int("head_dim", c.hidden / c.heads, false);
+  SLIDESPARSE_CHECK(c.heads % c.kv_heads == 0, Status::kBadFormat,
+                    "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", what, c.heads, c.kv_heads);
+  SLIDESPARSE_CHECK(c.head_dim % 2 == 0, Status::kBadFormat, "{}: head_dim {} must be even for RoPE", what,
+                    c.head_dim);
+  c.rms_norm_eps = get_num("rms_norm_eps", 1e-6);
+  c.rope_theta = get_num("rope_theta", 10000.0);
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    SLIDESPARSE_FAIL(Status::kUnsupported, "{}: rope_scaling {} is not supported (plain RoPE only)", what,
+                     j["rope_scaling"].dump());
+  }
+  if (j.contains("tie_word_embeddings")) {
+    SLIDESPARSE_CHECK(j["tie_word_embeddings"].is_boolean(), Status::kBadFormat,
+                      "{}: \"tie_word_embeddings\" must be a boolean", what);
+    c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  }
+  return c;
+}
+
+struct LlamaModel::Impl {
+  struct Layer {
+    std::vector<float> input_norm, post_norm;
+    std::unique_ptr<Linear> q, k, v, o, gate, up, down;
+  };
+  LlamaConfig cfg;
+  int num_threads = 1;
+  std::vector<float> embed;  // [vocab, hidden]
+  std::vector<Layer> layers;
+  std::vector<float> final_norm;
+  std::unique_ptr<Linear> lm_head;
+  std::vector<float> inv_freq;  // [head_dim / 2]
+};
+
+LlamaModel::LlamaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LlamaModel::LlamaModel(LlamaModel&&) noexcept = default;
+LlamaModel& LlamaModel::operator=(LlamaModel&&) noexcept = default;
+LlamaModel::~LlamaModel() = default;
+const LlamaConfig& LlamaModel::config() const noexcept { return impl_->cfg; }
+int LlamaModel::num_threads() const noexcept { return impl_->num_threads; }
+
+LlamaModel LlamaModel::load(const std::string& dir, const LlamaLoadOptions& opts) {
+  const fs::path cfg_path = fs::path(dir) / "config.json";
+  std::ifstream in(cfg_path);
+  SLIDESPARSE_CHECK(in.good(), Status::kNotFound, "{}: cannot open config.json", cfg_path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = parse_llama_config(ss.str(), cfg_path.string());
+  impl->num_threads = hw_threads(opts.num_threads);
+  const LlamaConfig& c = impl->cfg;
+
+  const Checkpoint ck = Checkpoint::open(dir);
+  std::vector<SafetensorsFile> files;
+  std::map<std::string, std::pair<size_t, const TensorInfo*>> where;
+  files.reserve(ck.shards.size());
+  for (size_t i = 0; i < ck.shards.size(); ++i) files.push_back(SafetensorsFile::open(ck.shard_path(i)));
+  for (size_t i = 0; i < files.size(); ++i)
+    for (const auto& t : files[i].tensors()) where[t.name] = {i, &t};
+
+  auto tensor = [&](const std::string& name, std::vector<int64_t> shape) {
+    auto it = where.find(name);
+    SLIDESPARSE_CHECK(it != where.end(), Status::kNotFound, "{}: tensor '{}' not found", dir, name);
+    const TensorInfo& t = *it->second.second;
+    SLIDESPARSE_CHECK(t.shape == shape, Status::kBadFormat, "{}: tensor '{}' has shape [{}], config says [{}]", dir,
+                      name, fmt::join(t.shape, ", "), fmt::join(shape, ", "));
+    const SafetensorsFile& f = files[it->second.first];
+    std::vector<float> v = to_f32(t.dtype, f.data(t), t.numel(), name);
+    f.release(t);
+    return v;
+  };
+  const int nt = impl->num_threads;
+  auto linear = [&](const std::string& name, int64_t n, int64_t k) -> std::unique_ptr<Linear> {
+    const std::vector<float> w = tensor(name, {n, k});
+    return std::make_unique<DenseLinear>(w.data(), n, k, nt);
+  };
+
+  const int64_t h = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, ff = c.intermediate;
+  impl->embed = tensor("model.embed_tokens.weight", {c.vocab, h});
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Impl::Layer L;
+    L.input_norm = tensor(p + "input_layernorm.weight", {h});
+    L.post_norm = tensor(p + "post_attention_layernorm.weight", {h});
+    L.q = linear(p + "self_attn.q_proj.weight", qd, h);
+    L.k = linear(p + "self_attn.k_proj.weight", kvd, h);
+    L.v = linear(p + "self_attn.v_proj.weight", kvd, h);
+    L.o = linear(p + "self_attn.o_proj.weight", h, qd);
+    L.gate = linear(p + "mlp.gate_proj.weight", ff, h);
+    L.up = linear(p + "mlp.up_proj.weight", ff, h);
+    L.down = linear(p + "mlp.down_proj.weight", h, ff);
+    impl->layers.push_back(std::move(L));
+  }
+  impl->final_norm = tensor("model.norm.weight", {h});
+  if (c.tie_word_embeddings) {
+    impl->lm_head = std::make_unique<DenseLinear>(impl->embed.data(), c.vocab, h, nt);
+  } else {
+    impl->lm_head = linear("lm_head.weight", c.vocab, h);
+  }
+  // HF computes inv_freq = 1 / theta^(2i/d) in f32; we round the double value to f32 once.
+  impl->inv_freq.resize(size_t(c.head_dim / 2));
+  for (int64_t i = 0; i < c.head_dim / 2; ++i)
+    impl->inv_freq[size_t(i)] = float(1.0 / std::pow(c.rope_theta, double(2 * i) / double(c.head_dim)));
+  return LlamaModel(std::move(impl));
+}
+
+void LlamaModel::transform_linears(const LinearTransform& f, bool include_lm_head) {
+  auto apply = [&](const std::string& name, std::unique_ptr<Linear>& slot) {
+    std::unique_ptr<Linear> next = f(name, *slot);
+    if (!next) return;
+    SLIDESPARSE_CHECK(next->n() == slot->n() && next->k() == slot->k(), Status::kInvalidArgument,
+                      "transform_linears: '{}' replacement is [{}, {}], expected [{}, {}]", name, next->n(),
+                      next->k(), slot->n(), slot->k());
+    slot = std::move(next);
+  };
+  for (size_t l = 0; l < impl_->layers.size(); ++l) {
+    auto& L = impl_->layers[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    apply(p + "self_attn.q_proj", L.q);
+    apply(p + "self_attn.k_proj", L.k);
+    apply(p + "self_attn.v_proj", L.v);
+    apply(p + "self_attn.o_proj", L.o);
+    apply(p + "mlp.gate_proj", L.gate);
+    apply(p + "mlp.up_proj", L.up);
+    apply(p + "mlp.down_proj", L.down);
+  }
+  if (include_lm_head) apply("lm_head", impl_->lm_head);
+}
+
+std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const {
+  const Impl& m = *impl_;
+  const LlamaConfig& c = m.cfg;
+  const int64_t T = int64_t(tokens.size()), h = c.hidden, hd = c.head_dim, half = hd / 2;
+  const int64_t nh = c.heads, nkv = c.kv_heads, group = nh / nkv, qd = nh * hd, kvd = nkv * hd, ff = c.intermediate;
+  SLIDESPARSE_CHECK(T > 0, Status::kInvalidArgument, "forward: empty token sequence");
+  for (int64_t t = 0; t < T; ++t)
+    SLIDESPARSE_CHECK(tokens[size_t(t)] >= 0 && tokens[size_t(t)] < c.vocab, Status::kInvalidArgument,
+                      "forward: token {} at position {} is outside [0, {})", tokens[size_t(t)], t, c.vocab);
+  const float eps = float(c.rms_norm_eps);
+  const int nt = m.num_threads;
+
+  std::vector<float> x(size_t(T * h)), xn(size_t(T * h)), tmp(size_t(T * h));
+  for (int64_t t = 0; t < T; ++t)
+    std::memcpy(&x[size_t(t * h)], &m.embed[size_t(tokens[size_t(t)]) * size_t(h)], size_t(h) * sizeof(float));
+
+  // RoPE tables [T, half]: angle = pos * inv_freq in f32 as HF does, cos/sin of that f32 angle.
+  std::vector<float> cos_t(size_t(T * half)), sin_t(size_t(T * half));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const float ang = float(t) * m.inv_freq[size_t(i)];
+      cos_t[size_t(t * half + i)] = float(std::cos(double(ang)));
+      sin_t[size_t(t * half + i)] = float(std::sin(double(ang)));
+    }
+  auto rope = [&](float* v, int64_t heads) {
+    for (int64_t t = 0; t < T; ++t) {
+      const float* cs = &cos_t[size_t(t * half)];
+      const float* sn = &sin_t[size_t(t * half)];
+      for (int64_t hh = 0; hh < heads; ++hh) {
+        float* p = v + (t * heads + hh) * hd;
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = p[i], b = p[i + half];
+          p[i] = a * cs[i] - b * sn[i];
+          p[i + half] = b * cs[i] + a * sn[i];
+        }
+      }
+    }
+  };
+
+  std::vector<float> q(size_t(T * qd)), k(size_t(T * kvd)), v(size_t(T * kvd)), att(size_t(T * qd));
+  std::vector<float> kt(size_t(kvd * T));  // K transposed per kv head: [nkv][hd][T]
+  std::vector<float> g(size_t(T * ff)), u(size_t(T * ff));
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  constexpr int64_t kRowsPerItem = 16;  // query rows per attention work item
+  const int64_t row_blocks = (T + kRowsPerItem - 1) / kRowsPerItem;
+
+  for (const auto& L : m.layers) {
+    rms_norm(x.data(), L.input_norm.data(), T, h, eps, xn.data());
+    L.q->apply(xn.data(), T, q.data());
+    L.k->apply(xn.data(), T, k.data());
+    L.v->apply(xn.data(), T, v.data());
+    rope(q.data(), nh);
+    rope(k.data(), nkv);
+    for (int64_t kh = 0; kh < nkv; ++kh)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t d = 0; d < hd; ++d) kt[size_t((kh * hd + d) * T + t)] = k[size_t(t * kvd + kh * hd + d)];
+
+    parallel_for(nh * row_blocks, nt, [&](int64_t item) {
+      const int64_t hh = item / row_blocks, kh = hh / group;
+      const int64_t t0 = (item % row_blocks) * kRowsPerItem, t1 = std::min(T, t0 + kRowsPerItem);
+      std::vector<float> s(static_cast<size_t>(T));
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* qr = &q[size_t(t * qd + hh * hd)];
+        const int64_t ns = t + 1;  // causal: keys 0..t
+        std::fill(s.begin(), s.begin() + ns, 0.0f);
+        for (int64_t d = 0; d < hd; ++d) {
+          const float a = qr[d];
+          const float* kr = &kt[size_t((kh * hd + d) * T)];
+          for (int64_t j = 0; j < ns; ++j) s[size_t(j)] += a * kr[j];
+        }
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < ns; ++j) {
+          s[size_t(j)] *= scale;
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < ns; ++j) {
+          s[size_t(j)] = std::exp(s[size_t(j)] - mx);
+          sum += s[size_t(j)];
+        }
+        const float inv = 1.0f / sum;
+        float* o = &att[size_t(t * qd + hh * hd)];
+        for (int64_t d = 0; d < hd; ++d) o[d] = 0.0f;
+        for (int64_t j = 0; j < ns; ++j) {
+          const float p = s[size_t(j)] * inv;
+          const float* vr = &v[size_t(j * kvd + kh * hd)];
+          for (int64_t d = 0; d < hd; ++d) o[d] += p * vr[d];
+        }
+      }
+    });
+    L.o->apply(att.data(), T, tmp.data());
+    for (int64_t i = 0; i < T * h; ++i) x[size_t(i)] += tmp[size_t(i)];
+
+    rms_norm(x.data(), L.post_norm.data(), T, h, eps, xn.data());
+    L.gate->apply(xn.data(), T, g.data());
+    L.up->apply(xn.data(), T, u.data());
+    for (int64_t i = 0; i < T * ff; ++i) {
+      const float a = g[size_t(i)];
+      g[size_t(i)] = a / (1.0f + std::exp(-a)) * u[size_t(i)];
+    }
+    L.down->apply(g.data(), T, tmp.data());
+    for (int64_t i = 0; i < T * h; ++i) x[size_t(i)] += tmp[size_t(i)];
+  }
+  rms_norm(x.data(), m.final_norm.data(), T, h, eps, xn.data());
+  std::vector<float> logits(size_t(T * c.vocab));
+  m.lm_head->apply(xn.data(), T, logits.data());
+  return logits;
+}
+
+}  // namespace slidesparse
