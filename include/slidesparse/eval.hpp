@@ -1,0 +1,38 @@
+// slidesparse: perplexity of a LlamaModel over a token stream.
+//
+// The stream is cut into non-overlapping windows of ctx tokens (a last, shorter window is used when
+// it holds at least 2 tokens). Each window is one forward pass from an empty cache; its first token
+// is context only, and every later token t+1 is scored by -log softmax(logits[t])[token[t+1]],
+// computed and summed in double. ppl = exp(nll_sum / tokens_evaluated).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "slidesparse/llama.hpp"
+
+namespace slidesparse {
+
+struct PerplexityOptions {
+  int64_t ctx = 512;
+  int64_t max_windows = 0;  // 0: all
+  // Called after each window: windows done, total windows, running ppl.
+  std::function<void(int64_t done, int64_t total, double ppl)> progress;
+};
+
+struct PerplexityResult {
+  int64_t tokens_evaluated = 0;
+  int64_t windows = 0;
+  double nll_sum = 0.0;
+  double ppl = 0.0;
+  double seconds = 0.0;
+};
+
+// -log softmax(logits)[target] in double, with max subtraction.
+double token_nll(const float* logits, int64_t vocab, int32_t target);
+
+PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& opts = {});
+
+}  // namespace slidesparse

@@ -1,0 +1,48 @@
+// Perplexity over non-overlapping windows (see include/slidesparse/eval.hpp).
+#include "slidesparse/eval.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "common/check.hpp"
+
+namespace slidesparse {
+
+double token_nll(const float* logits, int64_t vocab, int32_t target) {
+  SLIDESPARSE_CHECK(target >= 0 && target < vocab, Status::kInvalidArgument, "token {} is outside [0, {})", target,
+                    vocab);
+  double mx = -INFINITY;
+  for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, double(logits[i]));
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - mx);
+  return std::log(sum) + (mx - double(logits[target]));  // parenthesized: no cancellation against mx
+}
+
+PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& opts) {
+  SLIDESPARSE_CHECK(opts.ctx >= 2, Status::kInvalidArgument, "perplexity: ctx must be >= 2, got {}", opts.ctx);
+  SLIDESPARSE_CHECK(opts.max_windows >= 0, Status::kInvalidArgument, "perplexity: max_windows must be >= 0, got {}",
+                    opts.max_windows);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t n = int64_t(tokens.size()), vocab = model.config().vocab;
+  // Windows of ctx tokens; a shorter tail counts when it has something to predict.
+  int64_t total = n / opts.ctx + (n % opts.ctx >= 2 ? 1 : 0);
+  if (opts.max_windows > 0) total = std::min(total, opts.max_windows);
+  SLIDESPARSE_CHECK(total > 0, Status::kInvalidArgument, "perplexity: {} tokens give no window (need >= 2)", n);
+  PerplexityResult r;
+  for (int64_t w = 0; w < total; ++w) {
+    const int64_t b = w * opts.ctx, e = std::min(n, b + opts.ctx);
+    const std::vector<int32_t> win(tokens.begin() + b, tokens.begin() + e);
+    const std::vector<float> logits = model.forward(win);
+    for (int64_t t = 0; t + 1 < e - b; ++t) r.nll_sum += token_nll(&logits[size_t(t * vocab)], vocab, win[size_t(t + 1)]);
+    r.tokens_evaluated += e - b - 1;
+    r.windows = w + 1;
+    if (opts.progress) opts.progress(w + 1, total, std::exp(r.nll_sum / double(r.tokens_evaluated)));
+  }
+  r.ppl = std::exp(r.nll_sum / double(r.tokens_evaluated));
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace slidesparse
