@@ -196,6 +196,25 @@ void print_info(const json& r, size_t limit) {
   }
 }
 
+void print_import_gguf(const json& r, size_t limit) {
+  const json& c = r["config"];
+  fmt::print("imported {} (GGUF v{}) -> {}: {} tensors as {}, {} in {:.2f} s\n", r["input"].get<std::string>(),
+             r["gguf_version"].get<int>(), r["output"].get<std::string>(), r["num_tensors"].get<size_t>(),
+             r["dtype"].get<std::string>(), human_bytes(r["output_bytes"].get<double>()), r["seconds"].get<double>());
+  std::string types;
+  for (const auto& [k, v] : r["ggml_types"].items()) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", k, v.get<int>());
+  fmt::print("  ggml types: {}\n", types);
+  fmt::print("  config: {} layers, hidden {}, intermediate {}, heads {}/{} kv, vocab {}, rope_theta {}, rms_eps {}, tied {}\n",
+             c["num_hidden_layers"].get<int64_t>(), c["hidden_size"].get<int64_t>(), c["intermediate_size"].get<int64_t>(),
+             c["num_attention_heads"].get<int64_t>(), c["num_key_value_heads"].get<int64_t>(), c["vocab_size"].get<int64_t>(),
+             c["rope_theta"].dump(), c["rms_norm_eps"].dump(), c["tie_word_embeddings"].get<bool>());
+  fmt::print("  {:<52} {:>6} {:>16}\n", "tensor", "ggml", "shape");
+  print_rows(r["tensors"], limit, [](const json& t) {
+    fmt::print("  {:<52} {:>6} {:>16}\n", t["name"].get<std::string>(), t["ggml_type"].get<std::string>(),
+               shape_str(t["shape"]));
+  });
+}
+
 void print_synth(const json& r) {
   fmt::print("wrote {}: {} layers, hidden {}, intermediate {}, vocab {}, {} ({} tensors, {}) in {:.2f} s\n",
              r["output"].get<std::string>(), r["layers"].get<int64_t>(), r["hidden"].get<int64_t>(),
@@ -275,6 +294,15 @@ int main(int argc, char** argv) {
   synth->add_flag("-f,--force", force, "Replace OUT if it exists");
   add_common(synth);
 
+  std::string import_dtype = "bf16";
+  auto* import_gguf = app.add_subcommand("import-gguf", "Convert a llama.cpp GGUF (Llama) to a Hugging Face directory");
+  import_gguf->add_option("IN", in, "Input .gguf file")->required();
+  import_gguf->add_option("OUT_DIR", out, "Output directory: model.safetensors, config.json, tokenizer_gguf.json")
+      ->required();
+  import_gguf->add_option("--dtype", import_dtype, "Dequantized weight dtype: bf16 or f32")->capture_default_str();
+  import_gguf->add_flag("-f,--force", force, "Replace OUT_DIR if it exists");
+  add_common(import_gguf);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -331,6 +359,15 @@ int main(int argc, char** argv) {
       r = ss::info_checkpoint(in, bar.fn());
       bar.finish();
       if (!json_out) print_info(r, limit);
+    } else if (import_gguf->parsed()) {
+      ss::ImportGgufOptions o;
+      o.dtype = import_dtype;
+      o.force = force;
+      Progress bar("import-gguf", !quiet);
+      o.progress = bar.fn();
+      r = ss::import_gguf(in, out, o);
+      bar.finish();
+      if (!json_out) print_import_gguf(r, limit);
     } else if (synth->parsed()) {
       so.shards = int(shards);
       so.force = force;

@@ -61,6 +61,20 @@ struct SynthOptions {
 };
 nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& opts);
 
+// A llama.cpp GGUF (architecture llama) to a Hugging Face directory OUT: model.safetensors
+// (dequantized, HF names and layouts, q/k RoPE row permutation undone), config.json
+// (LlamaForCausalLM, from the llama.* / tokenizer.ggml.* metadata) and tokenizer_gguf.json.
+struct ImportGgufOptions {
+  std::string dtype = "bf16";  // bf16 or f32
+  bool force = false;
+  ProgressFn progress;
+};
+nlohmann::json import_gguf(const std::string& in, const std::string& out, const ImportGgufOptions& opts);
+
+// Inverse of llama.cpp's q/k row permutation: src is the GGUF [rows, cols] matrix (rows =
+// n_head * head_dim), dst the HF one: dst row h*hd + j*hd/2 + i = src row h*hd + 2*i + j.
+void unpermute_rope_rows(const float* src, float* dst, int64_t rows, int64_t cols, int64_t n_head);
+
 int resolve_threads(int requested) noexcept;
 
 }  // namespace slidesparse
