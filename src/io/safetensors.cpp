@@ -1,8 +1,6 @@
 #include "slidesparse/safetensors.hpp"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include <utility>
 
 #include "common/check.hpp"
+#include "io/mapped_file.hpp"
 #include "io/atomic_file.hpp"
 #include "io/json_util.hpp"
 
@@ -250,44 +249,11 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, std::strin
 // --- SafetensorsFile -----------------------------------------------------------------------
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO by mistake must fail below, not hang waiting for a writer.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    const int err = errno;
-    SLIDESPARSE_FAIL(err == ENOENT || err == ENOTDIR ? Status::kNotFound : Status::kIoError,
-                     "cannot open safetensors file '{}': {}", path, std::strerror(err));
-  }
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
-
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    SLIDESPARSE_FAIL(Status::kIoError, "cannot stat '{}': {}", path, std::strerror(errno));
-  }
-  SLIDESPARSE_CHECK(!S_ISDIR(st.st_mode), Status::kIoError,
-                    "'{}' is a directory, expected a .safetensors file", path);
-  SLIDESPARSE_CHECK(S_ISREG(st.st_mode), Status::kIoError,
-                    "'{}' is not a regular file (mode {:o}), expected a .safetensors file", path,
-                    static_cast<unsigned>(st.st_mode));
-
+  const Mapping m = map_file_readonly(path, "safetensors");
   SafetensorsFile f;
   f.path_ = path;
-  f.size_ = uint64_t(st.st_size);
-  SLIDESPARSE_CHECK(f.size_ <= std::numeric_limits<size_t>::max(), Status::kIoError,
-                    "'{}' ({} bytes) does not fit the address space", path, f.size_);
-  // mmap rejects length 0, and an empty file is malformed anyway: let the parser say so.
-  if (f.size_ == 0) {
-    f.header_ = parse_safetensors(nullptr, 0, path);
-    return f;
-  }
-  void* m = ::mmap(nullptr, size_t(f.size_), PROT_READ, MAP_PRIVATE, fd, 0);
-  if (m == MAP_FAILED) {
-    SLIDESPARSE_FAIL(Status::kIoError, "cannot mmap '{}' ({} bytes): {}", path, f.size_,
-                     std::strerror(errno));
-  }
-  f.map_ = static_cast<const uint8_t*>(m);
+  f.map_ = m.data;
+  f.size_ = m.size;
   // On a parse error `f` is destroyed on unwind, which unmaps.
   f.header_ = parse_safetensors(f.map_, size_t(f.size_), path);
   return f;
@@ -301,7 +267,7 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
   if (this != &o) {
-    if (map_) ::munmap(const_cast<uint8_t*>(map_), size_t(size_));
+    unmap_file(Mapping{map_, size_});
     path_ = std::move(o.path_);
     header_ = std::move(o.header_);
     map_ = std::exchange(o.map_, nullptr);
@@ -311,7 +277,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(const_cast<uint8_t*>(map_), size_t(size_));
+  unmap_file(Mapping{map_, size_});
 }
 
 const uint8_t* SafetensorsFile::data(const TensorInfo& t) const noexcept {
