@@ -85,6 +85,13 @@ std::unique_ptr<GemmPlan> make_gemm_plan(const GemmProblem& p, const PlanOptions
 bool cusparselt_compiled() noexcept { return SLIDESPARSE_HAVE_CUSPARSELT != 0; }
 
 namespace detail {
+
+void check_run_args(const char* backend, bool prepared, bool alpha_vector, const float* alpha_vec_dev) {
+  SLIDESPARSE_BACKEND_REQUIRE(prepared, Status::kInvalidArgument, backend, "run() before prepare_weight()");
+  SLIDESPARSE_BACKEND_REQUIRE((alpha_vec_dev != nullptr) == alpha_vector, Status::kInvalidArgument, backend,
+                              "alpha_vec_dev must be {} for a plan made with alpha_vector={}",
+                              alpha_vector ? "non-null" : "null", alpha_vector);
+}
 int current_device() {
   int d = 0;
   SLIDESPARSE_CUDA_CHECK(cudaGetDevice(&d));

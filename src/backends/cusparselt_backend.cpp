@@ -194,12 +194,7 @@ class CusparseLtPlan final : public GemmPlan {
   }
 
   void run(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
-    SLIDESPARSE_BACKEND_REQUIRE(prepared_, Status::kInvalidArgument, kBackend,
-                                "run() before prepare_weight()");
-    SLIDESPARSE_BACKEND_REQUIRE((alpha_vec_dev != nullptr) == opts_.alpha_vector, Status::kInvalidArgument,
-                                kBackend,
-                                "alpha_vec_dev must be {} for a plan made with alpha_vector={}",
-                                opts_.alpha_vector ? "non-null" : "null", opts_.alpha_vector);
+    detail::check_run_args(kBackend, prepared_, opts_.alpha_vector, alpha_vec_dev);
     launch(x_dev, d_dev, alpha_vec_dev, workspace_.get(), stream);
   }
 

@@ -139,6 +139,10 @@ inline double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The run() contract every GemmPlan enforces: prepare_weight() came first, and an alpha vector is
+// passed exactly when the plan was made with PlanOptions::alpha_vector. Throws kInvalidArgument.
+void check_run_args(const char* backend, bool prepared, bool alpha_vector, const float* alpha_vec_dev);
+
 int current_device();          // cudaGetDevice, checked
 int device_sm(int device);     // major*10 + minor
 
