@@ -35,4 +35,10 @@ double token_nll(const float* logits, int64_t vocab, int32_t target);
 PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens,
                                      const PerplexityOptions& opts = {});
 
+// The same over any causal LM: forward(window) returns logits [window.size(), vocab] row-major
+// (the GPU model, or a CPU model wrapped by the caller).
+using ForwardFn = std::function<std::vector<float>(const std::vector<int32_t>& window)>;
+PerplexityResult evaluate_perplexity(const ForwardFn& forward, int64_t vocab, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& opts = {});
+
 }  // namespace slidesparse

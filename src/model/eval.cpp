@@ -21,11 +21,18 @@ double token_nll(const float* logits, int64_t vocab, int32_t target) {
 
 PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens,
                                      const PerplexityOptions& opts) {
+  return evaluate_perplexity([&model](const std::vector<int32_t>& w) { return model.forward(w); },
+                             model.config().vocab, tokens, opts);
+}
+
+PerplexityResult evaluate_perplexity(const ForwardFn& forward, int64_t vocab, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& opts) {
   SLIDESPARSE_CHECK(opts.ctx >= 2, Status::kInvalidArgument, "perplexity: ctx must be >= 2, got {}", opts.ctx);
   SLIDESPARSE_CHECK(opts.max_windows >= 0, Status::kInvalidArgument, "perplexity: max_windows must be >= 0, got {}",
                     opts.max_windows);
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t n = int64_t(tokens.size()), vocab = model.config().vocab;
+  const int64_t n = int64_t(tokens.size());
+  SLIDESPARSE_CHECK(vocab > 0, Status::kInvalidArgument, "perplexity: vocab must be > 0, got {}", vocab);
   // Windows of ctx tokens; a shorter tail counts when it has something to predict.
   int64_t total = n / opts.ctx + (n % opts.ctx >= 2 ? 1 : 0);
   if (opts.max_windows > 0) total = std::min(total, opts.max_windows);
@@ -34,7 +41,9 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
   for (int64_t w = 0; w < total; ++w) {
     const int64_t b = w * opts.ctx, e = std::min(n, b + opts.ctx);
     const std::vector<int32_t> win(tokens.begin() + b, tokens.begin() + e);
-    const std::vector<float> logits = model.forward(win);
+    const std::vector<float> logits = forward(win);
+    SLIDESPARSE_CHECK(int64_t(logits.size()) == (e - b) * vocab, Status::kInternal,
+                      "perplexity: forward returned {} logits for {} tokens x vocab {}", logits.size(), e - b, vocab);
     for (int64_t t = 0; t + 1 < e - b; ++t) r.nll_sum += token_nll(&logits[size_t(t * vocab)], vocab, win[size_t(t + 1)]);
     r.tokens_evaluated += e - b - 1;
     r.windows = w + 1;
