@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "slidesparse/llama.hpp"
@@ -40,5 +42,16 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
 using ForwardFn = std::function<std::vector<float>(const std::vector<int32_t>& window)>;
 PerplexityResult evaluate_perplexity(const ForwardFn& forward, int64_t vocab, const std::vector<int32_t>& tokens,
                                      const PerplexityOptions& opts = {});
+
+// Calibration for activation-aware (wanda) pruning: the per-column L2 norm of every projection's
+// input over a token stream, norm[k] = sqrt(sum over tokens t of x[t,k]^2), summed in double.
+// The stream is cut into windows exactly as for perplexity (every token of a window counts).
+struct CalibrationResult {
+  std::map<std::string, std::vector<float>> norms;  // projection name ("model.layers.0.mlp.up_proj") -> [k]
+  int64_t tokens = 0, windows = 0;
+  double seconds = 0.0;
+};
+CalibrationResult collect_input_norms(LlamaModel& model, const std::vector<int32_t>& tokens,
+                                      const PerplexityOptions& opts = {});
 
 }  // namespace slidesparse

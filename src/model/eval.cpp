@@ -54,4 +54,43 @@ PerplexityResult evaluate_perplexity(const ForwardFn& forward, int64_t vocab, co
   return r;
 }
 
+CalibrationResult collect_input_norms(LlamaModel& model, const std::vector<int32_t>& tokens,
+                                      const PerplexityOptions& opts) {
+  SLIDESPARSE_CHECK(opts.ctx >= 1, Status::kInvalidArgument, "calibration: ctx must be >= 1, got {}", opts.ctx);
+  SLIDESPARSE_CHECK(!tokens.empty(), Status::kInvalidArgument, "calibration: no tokens");
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t n = int64_t(tokens.size());
+  int64_t total = (n + opts.ctx - 1) / opts.ctx;
+  if (opts.max_windows > 0) total = std::min(total, opts.max_windows);
+  std::map<std::string, std::vector<double>> sums;
+  model.set_linear_observer([&sums](const std::string& name, const float* x, int64_t m, int64_t k) {
+    std::vector<double>& acc = sums[name];
+    if (acc.empty()) acc.assign(size_t(k), 0.0);
+    SLIDESPARSE_CHECK(int64_t(acc.size()) == k, Status::kInternal, "calibration: '{}' input width changed", name);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; ++c) acc[size_t(c)] += double(x[r * k + c]) * double(x[r * k + c]);
+  });
+  CalibrationResult r;
+  try {
+    for (int64_t w = 0; w < total; ++w) {
+      const int64_t b = w * opts.ctx, e = std::min(n, b + opts.ctx);
+      model.forward(std::vector<int32_t>(tokens.begin() + b, tokens.begin() + e));
+      r.tokens += e - b;
+      r.windows = w + 1;
+      if (opts.progress) opts.progress(w + 1, total, 0.0);
+    }
+  } catch (...) {
+    model.set_linear_observer({});
+    throw;
+  }
+  model.set_linear_observer({});
+  for (const auto& [name, acc] : sums) {
+    std::vector<float> v(acc.size());
+    for (size_t i = 0; i < acc.size(); ++i) v[i] = float(std::sqrt(acc[i]));
+    r.norms.emplace(name, std::move(v));
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
 }  // namespace slidesparse

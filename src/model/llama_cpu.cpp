@@ -175,6 +175,31 @@ void DenseLinear::apply(const float* x, int64_t m, float* y) const {
   });
 }
 
+namespace {
+// W'[n, k'] from W[n, k] (dtype bytes), or the stored one checked by unsliding it back to W.
+template <typename T>
+std::vector<T> slid_or_checked(Pattern p, DType dt, const std::vector<T>& w, int64_t n, int64_t k, int64_t k_slide,
+                               const T* stored, int num_threads, const char* what) {
+  std::vector<T> ws(size_t(n * k_slide));
+  if (stored == nullptr) {
+    slide_weight(p, dt, w.data(), n, k, ws.data(), k_slide, what, num_threads);
+    return ws;
+  }
+  std::memcpy(ws.data(), stored, ws.size() * sizeof(T));
+  std::vector<T> back(w.size());
+  unslide_weight(p, dt, ws.data(), n, k_slide, back.data(), k, what);
+  for (size_t i = 0; i < w.size(); ++i) {
+    // Compare values, not bits: -0 and +0 are the same weight.
+    const bool same = dt == DType::kE4M3 ? ((uint8_t(back[i]) & 0x7F) == 0 && (uint8_t(w[i]) & 0x7F) == 0) ||
+                                               back[i] == w[i]
+                                         : back[i] == w[i];
+    SLIDESPARSE_CHECK(same, Status::kInvalidData, "{}: stored slide_weight does not reproduce the weight at [{}, {}]",
+                      what, int64_t(i) / k, int64_t(i) % k);
+  }
+  return ws;
+}
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 Int8Linear Int8Linear::quantize(const float* w, int64_t n, int64_t k, int num_threads) {
   SLIDESPARSE_CHECK(n > 0 && k > 0 && w != nullptr, Status::kInvalidArgument, "Int8Linear: n = {}, k = {}", n, k);
@@ -199,12 +224,11 @@ void Int8Linear::apply(const float* x, int64_t m, float* y) const {
   int8_gemm(xq.data(), sx.data(), w_q_.data(), w_scale_.data(), m, n_, k_, y, num_threads_);
 }
 
-SlidInt8Linear::SlidInt8Linear(Pattern p, const Int8Linear& base)
+SlidInt8Linear::SlidInt8Linear(Pattern p, const Int8Linear& base, const int8_t* w_slide)
     : p_(p), n_(base.n()), k_(base.k()), k_slide_(slide_k(p, base.k())), num_threads_(base.num_threads()),
-      w_slide_(size_t(n_ * k_slide_)), w_scale_(base.weight_scale()) {
-  slide_weight(p, DType::kI8, base.weight_q().data(), n_, k_, w_slide_.data(), k_slide_, "SlidInt8Linear",
-               num_threads_);
-}
+      w_slide_(slid_or_checked(p, DType::kI8, base.weight_q(), n_, k_, k_slide_, w_slide, num_threads_,
+                               "SlidInt8Linear")),
+      w_scale_(base.weight_scale()) {}
 
 void SlidInt8Linear::apply(const float* x, int64_t m, float* y) const {
   if (m == 0) return;
@@ -213,6 +237,100 @@ void SlidInt8Linear::apply(const float* x, int64_t m, float* y) const {
   quantize_rows_i8(DType::kF32, x, m, k_, xq.data(), sx.data(), num_threads_);
   lift_activations(p_, DType::kI8, xq.data(), m, k_, xl.data(), k_slide_);
   int8_gemm(xl.data(), sx.data(), w_slide_.data(), w_scale_.data(), m, n_, k_slide_, y, num_threads_);
+}
+
+// ---------------------------------------------------------------------------------------------
+namespace {
+std::vector<float> decode_e4m3(const uint8_t* q, size_t count) {
+  std::vector<float> out(count);
+  for (size_t i = 0; i < count; ++i) out[i] = e4m3_to_f32(q[i]);
+  return out;
+}
+// Per-token E4M3 quantization of x[m,k], returned decoded to f32, with the scales.
+void quantize_decode_e4m3(const float* x, int64_t m, int64_t k, int num_threads, std::vector<float>& xd,
+                          std::vector<float>& sx) {
+  std::vector<uint8_t> xq(size_t(m * k));
+  sx.resize(size_t(m));
+  quantize_rows_e4m3(DType::kF32, x, m, k, xq.data(), sx.data(), num_threads);
+  xd = decode_e4m3(xq.data(), xq.size());
+}
+void apply_scales(float* y, int64_t m, int64_t n, const float* sx, const float* sw) {
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < n; ++j) y[r * n + j] = y[r * n + j] * sx[r] * sw[j];
+}
+}  // namespace
+
+Fp8Linear Fp8Linear::quantize(const float* w, int64_t n, int64_t k, int num_threads) {
+  SLIDESPARSE_CHECK(n > 0 && k > 0 && w != nullptr, Status::kInvalidArgument, "Fp8Linear: n = {}, k = {}", n, k);
+  std::vector<uint8_t> q(size_t(n * k));
+  std::vector<float> s(static_cast<size_t>(n));
+  quantize_rows_e4m3(DType::kF32, w, n, k, q.data(), s.data(), hw_threads(num_threads));
+  return Fp8Linear(std::move(q), std::move(s), n, k, num_threads);
+}
+
+namespace {
+// The codes of an Fp8Linear's weight, validated, as f32 values.
+std::vector<float> checked_decode(const std::vector<uint8_t>& q, size_t scales, int64_t n, int64_t k) {
+  SLIDESPARSE_CHECK(n > 0 && k > 0 && int64_t(q.size()) == n * k && int64_t(scales) == n, Status::kInvalidArgument,
+                    "Fp8Linear: n = {}, k = {}, {} weights, {} scales", n, k, q.size(), scales);
+  for (size_t i = 0; i < q.size(); ++i)
+    SLIDESPARSE_CHECK((q[i] & 0x7F) != 0x7F, Status::kInvalidData, "Fp8Linear: weight [{}, {}] is NaN",
+                      int64_t(i) / k, int64_t(i) % k);
+  return decode_e4m3(q.data(), q.size());
+}
+}  // namespace
+
+Fp8Linear::Fp8Linear(std::vector<uint8_t> w_q, std::vector<float> w_scale, int64_t n, int64_t k, int num_threads)
+    : n_(n), k_(k), num_threads_(hw_threads(num_threads)), w_q_(std::move(w_q)), w_scale_(std::move(w_scale)),
+      decoded_(checked_decode(w_q_, w_scale_.size(), n, k).data(), n, k, num_threads) {}
+
+void Fp8Linear::apply(const float* x, int64_t m, float* y) const {
+  if (m == 0) return;
+  std::vector<float> xd, sx;
+  quantize_decode_e4m3(x, m, k_, num_threads_, xd, sx);
+  decoded_.apply(xd.data(), m, y);
+  apply_scales(y, m, n_, sx.data(), w_scale_.data());
+}
+
+
+SlidDenseLinear::SlidDenseLinear(Pattern p, const DenseLinear& base, const float* w_slide)
+    : p_(p), n_(base.n()), k_(base.k()), k_slide_(slide_k(p, base.k())), num_threads_(base.num_threads()) {
+  const std::vector<float> ws =
+      slid_or_checked(p, DType::kF32, base.weight(), n_, k_, k_slide_, w_slide, num_threads_, "SlidDenseLinear");
+  dense_ = std::make_unique<DenseLinear>(ws.data(), n_, k_slide_, num_threads_);
+}
+
+void SlidDenseLinear::apply(const float* x, int64_t m, float* y) const {
+  if (m == 0) return;
+  std::vector<float> xl(size_t(m * k_slide_));
+  lift_activations(p_, DType::kF32, x, m, k_, xl.data(), k_slide_);
+  dense_->apply(xl.data(), m, y);
+}
+
+SlidFp8Linear::SlidFp8Linear(Pattern p, const Fp8Linear& base, const uint8_t* w_slide)
+    : p_(p), n_(base.n()), k_(base.k()), k_slide_(slide_k(p, base.k())), num_threads_(base.num_threads()),
+      w_scale_(base.weight_scale()) {
+  const std::vector<uint8_t> ws =
+      slid_or_checked(p, DType::kE4M3, base.weight_q(), n_, k_, k_slide_, w_slide, num_threads_, "SlidFp8Linear");
+  decoded_ = std::make_unique<DenseLinear>(decode_e4m3(ws.data(), ws.size()).data(), n_, k_slide_, num_threads_);
+}
+
+void SlidFp8Linear::apply(const float* x, int64_t m, float* y) const {
+  if (m == 0) return;
+  std::vector<float> xd, sx, xl(size_t(m * k_slide_));
+  quantize_decode_e4m3(x, m, k_, num_threads_, xd, sx);
+  lift_activations(p_, DType::kF32, xd.data(), m, k_, xl.data(), k_slide_);
+  decoded_->apply(xl.data(), m, y);
+  apply_scales(y, m, n_, sx.data(), w_scale_.data());
+}
+
+const char* linear_mode_name(LinearMode m) noexcept {
+  switch (m) {
+    case LinearMode::kStored: return "stored";
+    case LinearMode::kInt8: return "int8";
+    case LinearMode::kFp8: return "fp8";
+  }
+  return "?";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,6 +387,7 @@ LlamaConfig parse_llama_config(const std::string& text, const std::string& what)
 
 struct LlamaModel::Impl {
   struct Layer {
+    std::string prefix;  // "model.layers.<l>."
     std::vector<float> input_norm, post_norm;
     std::unique_ptr<Linear> q, k, v, o, gate, up, down;
   };
@@ -279,6 +398,8 @@ struct LlamaModel::Impl {
   std::vector<float> final_norm;
   std::unique_ptr<Linear> lm_head;
   std::vector<float> inv_freq;  // [head_dim / 2]
+  std::string description;
+  LinearObserver observer;
 };
 
 LlamaModel::LlamaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -287,6 +408,8 @@ LlamaModel& LlamaModel::operator=(LlamaModel&&) noexcept = default;
 LlamaModel::~LlamaModel() = default;
 const LlamaConfig& LlamaModel::config() const noexcept { return impl_->cfg; }
 int LlamaModel::num_threads() const noexcept { return impl_->num_threads; }
+const std::string& LlamaModel::describe() const noexcept { return impl_->description; }
+void LlamaModel::set_linear_observer(LinearObserver observer) { impl_->observer = std::move(observer); }
 
 LlamaModel LlamaModel::load(const std::string& dir, const LlamaLoadOptions& opts) {
   const fs::path cfg_path = fs::path(dir) / "config.json";
@@ -319,9 +442,105 @@ LlamaModel LlamaModel::load(const std::string& dir, const LlamaLoadOptions& opts
     return v;
   };
   const int nt = impl->num_threads;
-  auto linear = [&](const std::string& name, int64_t n, int64_t k) -> std::unique_ptr<Linear> {
-    const std::vector<float> w = tensor(name, {n, k});
-    return std::make_unique<DenseLinear>(w.data(), n, k, nt);
+
+  // The pattern: from the checkpoint's slidesparse metadata (written by prune/slide) or the options.
+  std::optional<Pattern> pattern = opts.pattern;
+  if (!files.empty()) {
+    const auto& md = files[0].metadata();
+    if (auto it = md.find(kMetadataKey); it != md.end()) {
+      const SlideMetadata meta = SlideMetadata::from_json(it->second, ck.shard_path(0));
+      SLIDESPARSE_CHECK(!pattern || *pattern == meta.pattern, Status::kInvalidArgument,
+                        "{}: the checkpoint is pruned to {}:{}, but pattern {}:{} was requested", dir,
+                        meta.pattern.keep(), meta.pattern.group(), pattern->keep(), pattern->group());
+      pattern = meta.pattern;
+    }
+  }
+  SLIDESPARSE_CHECK(!opts.slide || pattern, Status::kInvalidArgument,
+                    "{}: sliding needs a pattern; the checkpoint has no slidesparse metadata, so give one", dir);
+  std::map<std::string, int> kinds;  // for describe()
+  const std::string slid_label =
+      pattern ? fmt::format(" (slid {}:{})", pattern->keep(), pattern->group()) : std::string();
+
+  // A stored tensor's raw bytes (kNotFound / kBadFormat on a missing name or wrong shape).
+  auto raw = [&](const std::string& name, const std::vector<int64_t>& shape) -> std::vector<uint8_t> {
+    auto it = where.find(name);
+    SLIDESPARSE_CHECK(it != where.end(), Status::kNotFound, "{}: tensor '{}' not found", dir, name);
+    const TensorInfo& t = *it->second.second;
+    SLIDESPARSE_CHECK(t.shape == shape, Status::kBadFormat, "{}: tensor '{}' has shape [{}], expected [{}]", dir, name,
+                      fmt::join(t.shape, ", "), fmt::join(shape, ", "));
+    const SafetensorsFile& f = files[it->second.first];
+    const uint8_t* p = f.data(t);
+    std::vector<uint8_t> v(p, p + t.numel() * int64_t(dtype_size(t.dtype)));
+    f.release(t);
+    return v;
+  };
+  auto dtype_of = [&](const std::string& name) -> std::optional<DType> {
+    auto it = where.find(name);
+    if (it == where.end()) return std::nullopt;
+    return it->second.second->dtype;
+  };
+  auto linear = [&](const std::string& prefix, int64_t n, int64_t k) -> std::unique_ptr<Linear> {
+    const std::string wname = prefix + ".weight";
+    const std::optional<DType> wdt = dtype_of(wname);
+    SLIDESPARSE_CHECK(wdt.has_value(), Status::kNotFound, "{}: tensor '{}' not found", dir, wname);
+    const int64_t ks = pattern ? slide_k(*pattern, k) : 0;
+    // The stored slid weight's dtype (kBool: none, or not sliding).
+    const DType sdt = opts.slide ? dtype_of(prefix + ".slide_weight").value_or(DType::kBool) : DType::kBool;
+    auto note = [&](const std::string& kind) { ++kinds[kind + (opts.slide ? slid_label : std::string())]; };
+    std::unique_ptr<Linear> out;
+    if (*wdt == DType::kI8 || *wdt == DType::kE4M3) {
+      const bool i8 = *wdt == DType::kI8;
+      SLIDESPARSE_CHECK(opts.mode == LinearMode::kStored || opts.mode == (i8 ? LinearMode::kInt8 : LinearMode::kFp8),
+                        Status::kInvalidArgument, "{}: '{}' is stored as {}; it cannot run as {}", dir, wname,
+                        dtype_token(*wdt), linear_mode_name(opts.mode));
+      const std::string sname = prefix + ".weight_scale";
+      SLIDESPARSE_CHECK(dtype_of(sname) == DType::kF32, Status::kBadFormat,
+                        "{}: quantized '{}' needs an F32 [{}] '{}'", dir, wname, n, sname);
+      const std::vector<uint8_t> sb = raw(sname, {n});
+      std::vector<float> scale(static_cast<size_t>(n));
+      std::memcpy(scale.data(), sb.data(), sb.size());
+      for (int64_t j = 0; j < n; ++j)
+        SLIDESPARSE_CHECK(std::isfinite(scale[size_t(j)]) && scale[size_t(j)] > 0, Status::kInvalidData,
+                          "{}: '{}'[{}] = {} is not a positive finite scale", dir, sname, j, scale[size_t(j)]);
+      std::vector<uint8_t> q = raw(wname, {n, k});
+      std::vector<uint8_t> stored_slide;
+      if (sdt != DType::kBool) {
+        SLIDESPARSE_CHECK(sdt == *wdt, Status::kBadFormat, "{}: '{}.slide_weight' is {}, the weight is {}", dir,
+                          prefix, dtype_token(sdt), dtype_token(*wdt));
+        stored_slide = raw(prefix + ".slide_weight", {n, ks});
+      }
+      const void* ws = stored_slide.empty() ? nullptr : stored_slide.data();
+      if (i8) {
+        Int8Linear base(std::vector<int8_t>(q.begin(), q.end()), std::move(scale), n, k, nt);
+        note("Int8Linear");
+        if (opts.slide) return std::make_unique<SlidInt8Linear>(*pattern, base, static_cast<const int8_t*>(ws));
+        return std::make_unique<Int8Linear>(std::move(base));
+      }
+      Fp8Linear base(std::move(q), std::move(scale), n, k, nt);
+      note("Fp8Linear");
+      if (opts.slide) return std::make_unique<SlidFp8Linear>(*pattern, base, static_cast<const uint8_t*>(ws));
+      return std::make_unique<Fp8Linear>(std::move(base));
+    }
+    const std::vector<float> w = tensor(wname, {n, k});
+    if (opts.mode == LinearMode::kInt8) {
+      Int8Linear base = Int8Linear::quantize(w.data(), n, k, nt);
+      note("Int8Linear");
+      if (opts.slide) return std::make_unique<SlidInt8Linear>(*pattern, base);
+      return std::make_unique<Int8Linear>(std::move(base));
+    }
+    if (opts.mode == LinearMode::kFp8) {
+      Fp8Linear base = Fp8Linear::quantize(w.data(), n, k, nt);
+      note("Fp8Linear");
+      if (opts.slide) return std::make_unique<SlidFp8Linear>(*pattern, base);
+      return std::make_unique<Fp8Linear>(std::move(base));
+    }
+    DenseLinear base(w.data(), n, k, nt);
+    note("DenseLinear");
+    if (!opts.slide) return std::make_unique<DenseLinear>(std::move(base));
+    // A float checkpoint's stored slide_weight has the weight's dtype; compare it as f32.
+    std::vector<float> stored_slide;
+    if (sdt != DType::kBool) stored_slide = tensor(prefix + ".slide_weight", {n, ks});
+    return std::make_unique<SlidDenseLinear>(*pattern, base, stored_slide.empty() ? nullptr : stored_slide.data());
   };
 
   const int64_t h = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, ff = c.intermediate;
@@ -331,21 +550,25 @@ LlamaModel LlamaModel::load(const std::string& dir, const LlamaLoadOptions& opts
     Impl::Layer L;
     L.input_norm = tensor(p + "input_layernorm.weight", {h});
     L.post_norm = tensor(p + "post_attention_layernorm.weight", {h});
-    L.q = linear(p + "self_attn.q_proj.weight", qd, h);
-    L.k = linear(p + "self_attn.k_proj.weight", kvd, h);
-    L.v = linear(p + "self_attn.v_proj.weight", kvd, h);
-    L.o = linear(p + "self_attn.o_proj.weight", h, qd);
-    L.gate = linear(p + "mlp.gate_proj.weight", ff, h);
-    L.up = linear(p + "mlp.up_proj.weight", ff, h);
-    L.down = linear(p + "mlp.down_proj.weight", h, ff);
+    L.prefix = p;
+    L.q = linear(p + "self_attn.q_proj", qd, h);
+    L.k = linear(p + "self_attn.k_proj", kvd, h);
+    L.v = linear(p + "self_attn.v_proj", kvd, h);
+    L.o = linear(p + "self_attn.o_proj", h, qd);
+    L.gate = linear(p + "mlp.gate_proj", ff, h);
+    L.up = linear(p + "mlp.up_proj", ff, h);
+    L.down = linear(p + "mlp.down_proj", h, ff);
     impl->layers.push_back(std::move(L));
   }
   impl->final_norm = tensor("model.norm.weight", {h});
   if (c.tie_word_embeddings) {
     impl->lm_head = std::make_unique<DenseLinear>(impl->embed.data(), c.vocab, h, nt);
   } else {
-    impl->lm_head = linear("lm_head.weight", c.vocab, h);
+    const std::vector<float> w = tensor("lm_head.weight", {c.vocab, h});
+    impl->lm_head = std::make_unique<DenseLinear>(w.data(), c.vocab, h, nt);
   }
+  for (const auto& [kind, count] : kinds)
+    impl->description += fmt::format("{}{} x {}", impl->description.empty() ? "" : ", ", count, kind);
   // HF computes inv_freq = 1 / theta^(2i/d) in f32; we round the double value to f32 once.
   impl->inv_freq.resize(size_t(c.head_dim / 2));
   for (int64_t i = 0; i < c.head_dim / 2; ++i)
@@ -422,8 +645,14 @@ std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const
   constexpr int64_t kRowsPerItem = 16;  // query rows per attention work item
   const int64_t row_blocks = (T + kRowsPerItem - 1) / kRowsPerItem;
 
+  auto observe = [&](const Impl::Layer& L, const char* proj, const float* in, int64_t k_in) {
+    if (m.observer) m.observer(L.prefix + proj, in, T, k_in);
+  };
   for (const auto& L : m.layers) {
     rms_norm(x.data(), L.input_norm.data(), T, h, eps, xn.data());
+    observe(L, "self_attn.q_proj", xn.data(), h);
+    observe(L, "self_attn.k_proj", xn.data(), h);
+    observe(L, "self_attn.v_proj", xn.data(), h);
     L.q->apply(xn.data(), T, q.data());
     L.k->apply(xn.data(), T, k.data());
     L.v->apply(xn.data(), T, v.data());
@@ -466,16 +695,20 @@ std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const
         }
       }
     });
+    observe(L, "self_attn.o_proj", att.data(), qd);
     L.o->apply(att.data(), T, tmp.data());
     for (int64_t i = 0; i < T * h; ++i) x[size_t(i)] += tmp[size_t(i)];
 
     rms_norm(x.data(), L.post_norm.data(), T, h, eps, xn.data());
+    observe(L, "mlp.gate_proj", xn.data(), h);
+    observe(L, "mlp.up_proj", xn.data(), h);
     L.gate->apply(xn.data(), T, g.data());
     L.up->apply(xn.data(), T, u.data());
     for (int64_t i = 0; i < T * ff; ++i) {
       const float a = g[size_t(i)];
       g[size_t(i)] = a / (1.0f + std::exp(-a)) * u[size_t(i)];
     }
+    observe(L, "mlp.down_proj", g.data(), ff);
     L.down->apply(g.data(), T, tmp.data());
     for (int64_t i = 0; i < T * h; ++i) x[size_t(i)] += tmp[size_t(i)];
   }

@@ -26,7 +26,7 @@ TEST(Perplexity, ZeroModelGivesVocabSize) {
   testing::TinyShape s;
   s.vocab = 100;
   testing::write_tiny_model(testing::make_tiny_model(s, 1, DType::kF32, /*zero=*/true), dir.path().string());
-  const LlamaModel model = LlamaModel::load(dir.path().string(), {2});
+  const LlamaModel model = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(2));
   const auto tok = random_tokens(50, s.vocab, 2);
   PerplexityOptions o;
   o.ctx = 16;  // windows 16, 16, 16, 2 -> 15 + 15 + 15 + 1 predictions
@@ -42,7 +42,7 @@ TEST(Perplexity, MatchesLogitsOfEachWindow) {
   testing::TempDir dir;
   const testing::TinyShape s;
   testing::write_tiny_model(testing::make_tiny_model(s, 3), dir.path().string());
-  const LlamaModel model = LlamaModel::load(dir.path().string(), {2});
+  const LlamaModel model = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(2));
   const auto tok = random_tokens(25, s.vocab, 4);
   PerplexityOptions o;
   o.ctx = 8;  // windows 8, 8, 8; the 1-token tail predicts nothing and is dropped
@@ -92,7 +92,7 @@ TEST(Perplexity, RejectsTooFewTokensAndBadCtx) {
   testing::TempDir dir;
   const testing::TinyShape s;
   testing::write_tiny_model(testing::make_tiny_model(s, 5), dir.path().string());
-  const LlamaModel model = LlamaModel::load(dir.path().string(), {1});
+  const LlamaModel model = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(1));
   PerplexityOptions o;
   o.ctx = 1;
   EXPECT_THROW(evaluate_perplexity(model, {1, 2, 3}, o), Error);

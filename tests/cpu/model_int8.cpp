@@ -144,8 +144,8 @@ TEST(Int8Model, SlidModelLogitsEqualUnslidBitForBit) {
     prune_i8(p, wq, d->n(), d->k());
     return Int8Linear(wq, q.weight_scale(), d->n(), d->k(), 2);
   };
-  LlamaModel a = LlamaModel::load(dir.path().string(), {2});
-  LlamaModel b = LlamaModel::load(dir.path().string(), {2});
+  LlamaModel a = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(2));
+  LlamaModel b = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(2));
   int replaced = 0;
   a.transform_linears([&](const std::string&, const Linear& cur) -> std::unique_ptr<Linear> {
     ++replaced;
@@ -162,7 +162,7 @@ TEST(Int8Model, SlidModelLogitsEqualUnslidBitForBit) {
   ASSERT_EQ(la.size(), lb.size());
   for (size_t i = 0; i < la.size(); ++i) ASSERT_EQ(std::memcmp(&la[i], &lb[i], 4), 0) << "logit " << i;
   // And the INT8 model is close to (but not the same as) the dense one.
-  const auto ld = LlamaModel::load(dir.path().string(), {2}).forward(tok);
+  const auto ld = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(2)).forward(tok);
   bool differs = false;
   for (size_t i = 0; i < la.size(); ++i) differs |= la[i] != ld[i];
   EXPECT_TRUE(differs);

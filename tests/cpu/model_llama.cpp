@@ -36,7 +36,7 @@ void check_against_reference(const RefCase& c, uint64_t seed) {
   TempDir dir;
   const auto tiny = testing::make_tiny_model(c.shape, seed, c.dtype);
   testing::write_tiny_model(tiny, dir.path().string(), c.dtype, c.shards);
-  const LlamaModel model = LlamaModel::load(dir.path().string(), {2});
+  const LlamaModel model = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(2));
   EXPECT_EQ(model.config().heads, c.shape.heads);
   EXPECT_EQ(model.config().kv_heads, c.shape.kv_heads);
   EXPECT_EQ(model.config().head_dim, c.shape.hidden / c.shape.heads);
@@ -86,7 +86,7 @@ TEST(LlamaForward, CausalLaterTokensDoNotChangeEarlierLogits) {
   TempDir dir;
   const TinyShape s;
   testing::write_tiny_model(testing::make_tiny_model(s, 7), dir.path().string());
-  const LlamaModel model = LlamaModel::load(dir.path().string(), {2});
+  const LlamaModel model = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(2));
   auto a = random_tokens(20, s.vocab, 11);
   auto b = a;
   for (size_t i = 12; i < b.size(); ++i) b[i] = int32_t((b[i] + 1 + int32_t(i)) % s.vocab);
@@ -110,8 +110,8 @@ TEST(LlamaForward, ThreadCountDoesNotChangeLogits) {
   const TinyShape s;
   testing::write_tiny_model(testing::make_tiny_model(s, 8), dir.path().string());
   const auto tok = random_tokens(23, s.vocab, 5);
-  const auto l1 = LlamaModel::load(dir.path().string(), {1}).forward(tok);
-  const auto l3 = LlamaModel::load(dir.path().string(), {3}).forward(tok);
+  const auto l1 = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(1)).forward(tok);
+  const auto l3 = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(3)).forward(tok);
   ASSERT_EQ(l1.size(), l3.size());
   for (size_t i = 0; i < l1.size(); ++i) ASSERT_EQ(l1[i], l3[i]) << "logit " << i;
 }
@@ -120,7 +120,7 @@ TEST(LlamaForward, RejectsTokensOutsideVocab) {
   TempDir dir;
   const TinyShape s;
   testing::write_tiny_model(testing::make_tiny_model(s, 9), dir.path().string());
-  const LlamaModel model = LlamaModel::load(dir.path().string(), {1});
+  const LlamaModel model = LlamaModel::load(dir.path().string(), LlamaLoadOptions::threads(1));
   for (int32_t bad : {-1, int32_t(s.vocab)}) {
     try {
       (void)model.forward({1, bad, 2});
