@@ -36,6 +36,7 @@
 namespace slidesparse {
 
 using Stream = void*;  // a cudaStream_t; nullptr is the legacy default stream
+class PlanCache;       // src/backends/plan_cache.hpp: GEMM algorithm choices, shareable by layers
 
 enum class LinearPrecision { kI8, kE4M3, kBF16 };
 const char* linear_precision_name(LinearPrecision p) noexcept;  // "i8", "e4m3", "bf16"
@@ -52,6 +53,10 @@ struct SlideLinearOptions {
   // A plain quantized dense layer: W is neither pruned nor slid and forward always takes the dense
   // path. The baseline the benchmarks compare against.
   bool dense_only = false;
+  // Algorithm choices shared between layers: a bucket whose GEMM (m bucket, n, k, precision, path)
+  // is already in the cache takes that choice instead of searching again (a model's many layers of
+  // one shape search once). Not owned; it must outlive every bucket creation. Null: none.
+  PlanCache* plan_cache = nullptr;
 };
 
 enum class LinearPath { kAuto, kSparse, kDense };  // kAuto: by dense_below_m
@@ -82,6 +87,16 @@ class SlideLinear {
   // kInvalidData), kUnsupported (no device, no cuSPARSELt for a sparse layer).
   static SlideLinear from_dense(const float* w_host, int64_t n, int64_t k, const SlideLinearOptions& opts,
                                 const float* bias_host = nullptr);
+
+  // The same from a weight that is already quantized per output channel: w_q_host holds W[n, k] as
+  // i8 values (precision kI8) or E4M3 codes (kE4M3), w_scale_host[n] the channel scales
+  // (w ~= q * scale), e.g. the I8 / F8_E4M3 weights and P.weight_scale of a checkpoint written by
+  // `slidesparse prune --precision int8|fp8`. Codes and scales are used exactly as given: no
+  // pruning, no re-quantization. A sparse layer needs the codes to satisfy opts.pattern already
+  // (kInvalidData naming row and group otherwise). Throws kInvalidArgument for kBF16 (use
+  // from_dense) and kInvalidData for a non-finite or non-positive scale or an E4M3 NaN code.
+  static SlideLinear from_quantized(const void* w_q_host, const float* w_scale_host, int64_t n, int64_t k,
+                                    const SlideLinearOptions& opts, const float* bias_host = nullptr);
 
   SlideLinear(SlideLinear&&) noexcept;
   SlideLinear& operator=(SlideLinear&&) noexcept;

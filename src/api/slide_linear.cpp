@@ -121,6 +121,13 @@ struct SlideLinear::Impl {
 
   bool dense_for(int64_t m) const noexcept { return opts.dense_only || m < dense_below; }
 
+  // Validates the options and the device, sets the shapes (no weights yet).
+  static std::unique_ptr<Impl> create(int64_t n, int64_t k, const SlideLinearOptions& opts, const char* what);
+  // q: the pruned, quantized W[n, k] (q_dtype elements), sw: [n] scales (i8 / e4m3), bias or null.
+  // Uploads W (padded to k_dense) and, unless dense_only, W' slid from it; then resolves the
+  // crossover (measuring it for dense_below_m == -1).
+  void upload_weights(const uint8_t* q, const float* sw, const float* bias_host);
+
   bool resolve_dense(LinearPath path, int64_t m) const {
     if (path == LinearPath::kAuto) return dense_for(m);
     SLIDESPARSE_API_REQUIRE(path == LinearPath::kDense || !opts.dense_only, Status::kInvalidArgument,
@@ -147,6 +154,7 @@ struct SlideLinear::Impl {
     PlanOptions po;
     po.search = opts.search;
     po.search_iters = opts.search_iters;
+    po.cache = opts.plan_cache;
     b->plan = make_gemm_plan(p, po);
     b->plan->prepare_weight(dense ? w_dense.get() : w_sparse.get(), stream);
     const GemmLayout& l = b->plan->layout();
@@ -245,11 +253,10 @@ int64_t SlideLinear::bucket_rows(int64_t m) noexcept {
   return rows;
 }
 
-SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, const SlideLinearOptions& opts,
-                                    const float* bias_host) {
-  SLIDESPARSE_API_REQUIRE(w_host != nullptr, Status::kInvalidArgument, "from_dense: w_host is null");
+std::unique_ptr<SlideLinear::Impl> SlideLinear::Impl::create(int64_t n, int64_t k, const SlideLinearOptions& opts,
+                                                              const char* what) {
   SLIDESPARSE_API_REQUIRE(n >= 1 && k >= 1, Status::kInvalidArgument,
-                          "from_dense: W[n, k] needs n >= 1 and k >= 1 (got n = {}, k = {})", n, k);
+                          "{}: W[n, k] needs n >= 1 and k >= 1 (got n = {}, k = {})", what, n, k);
   SLIDESPARSE_API_REQUIRE(opts.search_iters >= 1, Status::kInvalidArgument,
                           "search_iters = {}: at least one timed launch per candidate", opts.search_iters);
   SLIDESPARSE_API_REQUIRE(opts.dense_below_m >= -1, Status::kInvalidArgument,
@@ -262,7 +269,6 @@ SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, c
   SLIDESPARSE_API_REQUIRE(opts.dense_only || cusparselt_compiled(), Status::kUnsupported,
                           "this build has no cuSPARSELt, so sparse layers are unsupported (dense_only layers "
                           "work); run scripts/fetch_cusparselt.sh and rebuild");
-
   auto impl = std::make_unique<Impl>();
   Impl& I = *impl;
   I.opts = opts;
@@ -273,6 +279,46 @@ SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, c
   I.quantized = opts.precision != LinearPrecision::kBF16;
   I.k_dense = (k + kDenseKAlign - 1) / kDenseKAlign * kDenseKAlign;
   I.k_sparse = opts.dense_only ? 0 : slide_k(opts.pattern, k);
+  return impl;
+}
+
+void SlideLinear::Impl::upload_weights(const uint8_t* q, const float* sw, const float* bias_host) {
+  const int threads = host_threads();
+  const size_t es = dtype_size(q_dtype);
+  {  // Dense fallback: the same pruned, quantized W, k padded with zero columns.
+    std::vector<uint8_t> wd(size_t(n) * size_t(k_dense) * es, 0);
+    for (int64_t r = 0; r < n; ++r) std::memcpy(&wd[size_t(r * k_dense) * es], &q[size_t(r * k) * es], size_t(k) * es);
+    upload(w_dense, wd.data(), wd.size());
+  }
+  if (!opts.dense_only) {
+    std::vector<uint8_t> ws(size_t(n) * size_t(k_sparse) * es, 0);
+    slide_weight(opts.pattern, q_dtype, q, n, k, ws.data(), k_sparse, "slide_linear", threads);
+    upload(w_sparse, ws.data(), ws.size());
+  }
+  if (quantized) upload(s_w, sw, size_t(n) * sizeof(float));
+  if (bias_host != nullptr) {
+    for (int64_t j = 0; j < n; ++j)
+      SLIDESPARSE_API_REQUIRE(std::isfinite(bias_host[j]), Status::kInvalidData,
+                              "bias[{}] = {} is not finite", j, bias_host[j]);
+    upload(bias, bias_host, size_t(n) * sizeof(float));
+    has_bias = true;
+  }
+
+  if (opts.dense_only) {
+    dense_below = kNever;
+  } else if (opts.dense_below_m >= 0) {
+    dense_below = opts.dense_below_m;
+  } else {
+    OwnedStream stream;
+    measure_crossover(stream.get());
+  }
+}
+
+SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, const SlideLinearOptions& opts,
+                                    const float* bias_host) {
+  SLIDESPARSE_API_REQUIRE(w_host != nullptr, Status::kInvalidArgument, "from_dense: w_host is null");
+  auto impl = Impl::create(n, k, opts, "from_dense");
+  Impl& I = *impl;
   const int threads = host_threads();
   const size_t nk = size_t(n) * size_t(k);
 
@@ -285,8 +331,7 @@ SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, c
                   threads);
 
   // Per-channel quantization of the pruned weight (zeros stay zeros, so the pattern holds).
-  const size_t es = dtype_size(I.q_dtype);
-  std::vector<uint8_t> q(nk * es);
+  std::vector<uint8_t> q(nk * dtype_size(I.q_dtype));
   std::vector<float> sw;
   switch (opts.precision) {
     case LinearPrecision::kI8:
@@ -306,35 +351,30 @@ SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, c
   }
   w.clear();
   w.shrink_to_fit();
+  I.upload_weights(q.data(), sw.data(), bias_host);
+  return SlideLinear(std::move(impl));
+}
 
-  {  // Dense fallback: the same pruned, quantized W, k padded with zero columns.
-    std::vector<uint8_t> wd(size_t(n) * size_t(I.k_dense) * es, 0);
-    for (int64_t r = 0; r < n; ++r)
-      std::memcpy(&wd[size_t(r * I.k_dense) * es], &q[size_t(r * k) * es], size_t(k) * es);
-    upload(I.w_dense, wd.data(), wd.size());
+SlideLinear SlideLinear::from_quantized(const void* w_q_host, const float* w_scale_host, int64_t n, int64_t k,
+                                        const SlideLinearOptions& opts, const float* bias_host) {
+  SLIDESPARSE_API_REQUIRE(w_q_host != nullptr && w_scale_host != nullptr, Status::kInvalidArgument,
+                          "from_quantized: w_q_host and w_scale_host must not be null");
+  SLIDESPARSE_API_REQUIRE(opts.precision != LinearPrecision::kBF16, Status::kInvalidArgument,
+                          "from_quantized takes i8 or e4m3 codes with per-channel scales; a bf16 layer is made "
+                          "by from_dense");
+  auto impl = Impl::create(n, k, opts, "from_quantized");
+  for (int64_t j = 0; j < n; ++j)
+    SLIDESPARSE_API_REQUIRE(std::isfinite(w_scale_host[j]) && w_scale_host[j] > 0.0f, Status::kInvalidData,
+                            "from_quantized: w_scale[{}] = {} must be finite and positive", j, w_scale_host[j]);
+  const auto* q = static_cast<const uint8_t*>(w_q_host);
+  if (opts.precision == LinearPrecision::kE4M3) {
+    for (size_t i = 0; i < size_t(n) * size_t(k); ++i)
+      SLIDESPARSE_API_REQUIRE((q[i] & 0x7F) != 0x7F, Status::kInvalidData,
+                              "from_quantized: W[{}, {}] is the E4M3 NaN code 0x{:02X}", int64_t(i) / k,
+                              int64_t(i) % k, q[i]);
   }
-  if (!opts.dense_only) {
-    std::vector<uint8_t> ws(size_t(n) * size_t(I.k_sparse) * es, 0);
-    slide_weight(opts.pattern, I.q_dtype, q.data(), n, k, ws.data(), I.k_sparse, "slide_linear", threads);
-    upload(I.w_sparse, ws.data(), ws.size());
-  }
-  if (I.quantized) upload(I.s_w, sw.data(), sw.size() * sizeof(float));
-  if (bias_host != nullptr) {
-    for (int64_t j = 0; j < n; ++j)
-      SLIDESPARSE_API_REQUIRE(std::isfinite(bias_host[j]), Status::kInvalidData,
-                              "from_dense: bias[{}] = {} is not finite", j, bias_host[j]);
-    upload(I.bias, bias_host, size_t(n) * sizeof(float));
-    I.has_bias = true;
-  }
-
-  if (opts.dense_only) {
-    I.dense_below = kNever;
-  } else if (opts.dense_below_m >= 0) {
-    I.dense_below = opts.dense_below_m;
-  } else {
-    OwnedStream stream;
-    I.measure_crossover(stream.get());
-  }
+  // slide_weight (in upload_weights) rejects a group with more than 2N-2 nonzeros, naming it.
+  impl->upload_weights(q, w_scale_host, bias_host);
   return SlideLinear(std::move(impl));
 }
 
