@@ -2,6 +2,7 @@
 // options, draws progress, prints tables (or JSON with --json) and maps errors to exit codes.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -12,7 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include "convert/convert.hpp"
+#include "io/atomic_file.hpp"
+#include "io/mapped_file.hpp"
 #include "slidesparse/error.hpp"
+#include "slidesparse/tokenizer.hpp"
 
 namespace ss = slidesparse;
 using nlohmann::json;
@@ -215,6 +219,44 @@ void print_import_gguf(const json& r, size_t limit) {
   });
 }
 
+// `tokenize`: a model directory's tokenizer over a whole text file (BOS only where the tokenizer asks
+// for one, as `eval --text` does); --ids-out gets the ids as int32 little-endian, written atomically.
+json tokenize_file(const std::string& model, const std::string& text_path, const std::string& ids_out, bool force) {
+  if (!ids_out.empty() && !force && access(ids_out.c_str(), F_OK) == 0)
+    throw ss::Error(ss::Status::kAlreadyExists, "--ids-out '" + ids_out + "' exists (use --force to replace it)");
+  const ss::BpeTokenizer tok = ss::BpeTokenizer::load(model);
+  struct Text {
+    ss::Mapping m;
+    ~Text() { ss::unmap_file(m); }
+  } text{ss::map_file_readonly(text_path, "text")};
+  const std::string_view body(text.m.data ? reinterpret_cast<const char*>(text.m.data) : "", text.m.size);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<int32_t> ids = tok.encode(body, /*add_bos=*/true);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!ids_out.empty()) {
+    std::string bytes(ids.size() * 4, '\0');
+    for (size_t i = 0; i < ids.size(); ++i)
+      for (int b = 0; b < 4; ++b) bytes[4 * i + size_t(b)] = char(uint32_t(ids[i]) >> (8 * b) & 0xFF);
+    ss::AtomicFile f(ids_out);
+    f.write(bytes.data(), bytes.size());
+    f.commit();
+  }
+  const bool bos = !ids.empty() && tok.add_bos() && ids[0] == tok.bos_id();
+  return {{"model", model},     {"text", text_path}, {"text_bytes", body.size()},     {"tokens", ids.size()},
+          {"bos", bos},         {"pre", tok.pre_type()}, {"vocab", tok.vocab_size()}, {"seconds", secs},
+          {"ids_out", ids_out.empty() ? json(nullptr) : json(ids_out)},
+          {"first_ids", std::vector<int32_t>(ids.begin(), ids.begin() + int64_t(std::min<size_t>(ids.size(), 16)))}};
+}
+
+void print_tokenize(const json& r) {
+  const double bytes = r["text_bytes"].get<double>(), tokens = r["tokens"].get<double>();
+  fmt::print("tokenized {}: {} bytes -> {} tokens ({:.2f} bytes/token{}) in {:.2f} s; pre-tokenizer {}, vocab {}\n",
+             r["text"].get<std::string>(), r["text_bytes"].get<size_t>(), r["tokens"].get<size_t>(),
+             tokens > 0 ? bytes / tokens : 0.0, r["bos"].get<bool>() ? ", BOS first" : "", r["seconds"].get<double>(),
+             r["pre"].get<std::string>(), r["vocab"].get<int64_t>());
+  if (!r["ids_out"].is_null()) fmt::print("  ids -> {} (int32 little-endian)\n", r["ids_out"].get<std::string>());
+}
+
 void print_synth(const json& r) {
   fmt::print("wrote {}: {} layers, hidden {}, intermediate {}, vocab {}, {} ({} tensors, {}) in {:.2f} s\n",
              r["output"].get<std::string>(), r["layers"].get<int64_t>(), r["hidden"].get<int64_t>(),
@@ -303,6 +345,50 @@ int main(int argc, char** argv) {
   import_gguf->add_flag("-f,--force", force, "Replace OUT_DIR if it exists");
   add_common(import_gguf);
 
+  std::string tok_model, tok_text, tok_ids_out;
+  auto* tokenize = app.add_subcommand("tokenize", "Token ids of a text file with a model directory's tokenizer");
+  tokenize->add_option("--model", tok_model, "Model directory with tokenizer_gguf.json (from import-gguf), or that file")
+      ->required();
+  tokenize->add_option("--text", tok_text, "Text file, tokenized whole (BOS only where the tokenizer asks for one)")
+      ->required();
+  tokenize->add_option("--ids-out", tok_ids_out, "Write the ids to this file: int32 little-endian");
+  tokenize->add_flag("-f,--force", force, "Replace --ids-out if it exists");
+  add_common(tokenize);
+
+  ss::ModelRunOptions mo;
+  std::string calib_out;
+  auto add_model_opts = [&](CLI::App* sub) {
+    sub->add_option("--model", mo.model, "Hugging Face Llama directory (config.json, model.safetensors, "
+                                         "tokenizer_gguf.json), e.g. from import-gguf or prune")
+        ->required();
+    sub->add_option("--text", mo.text, "Text file, tokenized with the model's tokenizer");
+    sub->add_option("--ids", mo.ids, "Token ids instead of --text: int32 little-endian, as `tokenize --ids-out` writes");
+    sub->add_option("--ctx", mo.ctx, "Window length in tokens (non-overlapping windows)")->capture_default_str();
+    sub->add_option("--max-tokens", mo.max_tokens, "Use only the first N tokens (0: all)")->capture_default_str();
+  };
+  auto* eval = app.add_subcommand("eval", "Perplexity of a Llama model on a text (CPU forward pass)");
+  add_model_opts(eval);
+  eval->add_option("--precision", mo.mode,
+                   "Projections: stored (as the checkpoint holds them: float, or int8/fp8 with P.weight_scale), "
+                   "int8 or fp8 (W8A8: weights quantized per channel at load, activations per token)")
+      ->capture_default_str();
+  eval->add_flag("--slide", mo.slide, "Run the projections through their slid 2:4 form (P.slide_weight, or slid at load)");
+  eval->add_option("--pattern", mo.pattern, "Pattern for --slide when the checkpoint has no slidesparse metadata");
+  add_common(eval);
+  eval->footer(
+      "Perplexity = exp(mean NLL) over non-overlapping windows of --ctx tokens; the first token of each window is "
+      "context only. The text is tokenized whole (BOS only where the tokenizer asks for one).");
+  auto* calibrate = app.add_subcommand(
+      "calibrate", "Per-column input norms of every projection on a calibration text, for prune --method wanda");
+  add_model_opts(calibrate);
+  calibrate->add_option("-o,--output", calib_out, "Output .safetensors: F32 [k] tensors 'P.input_norm'")->required();
+  calibrate->add_flag("-f,--force", force, "Replace the output if it exists");
+  add_common(calibrate);
+  calibrate->footer(
+      "Use a text disjoint from the evaluation text. norm[k] = sqrt(sum over tokens of x[t,k]^2) of the input of each "
+      "q/k/v/o/gate/up/down projection, computed by the float (CPU) forward pass.");
+
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -368,6 +454,39 @@ int main(int argc, char** argv) {
       r = ss::import_gguf(in, out, o);
       bar.finish();
       if (!json_out) print_import_gguf(r, limit);
+    } else if (tokenize->parsed()) {
+      r = tokenize_file(tok_model, tok_text, tok_ids_out, force);
+      if (!json_out) print_tokenize(r);
+    } else if (eval->parsed() || calibrate->parsed()) {
+      mo.num_threads = threads;
+      const bool is_eval = eval->parsed();
+      const bool draw = !quiet && isatty(2);
+      const auto start = std::chrono::steady_clock::now();
+      auto progress = [&](int64_t done, int64_t total, double ppl) {
+        if (!draw) return;
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "\r\033[K[%s] window %lld/%lld %.0fs", is_eval ? "eval" : "calibrate", (long long)done,
+                     (long long)total, secs);
+        if (is_eval) std::fprintf(stderr, "  ppl %.4f", ppl);
+        if (done == total) std::fprintf(stderr, "\r\033[K");
+        std::fflush(stderr);
+      };
+      if (is_eval) {
+        r = ss::eval_model(mo, progress);
+        if (!json_out)
+          fmt::print("perplexity {:.4f}  ({} tokens evaluated in {} windows of {}, {:.1f} s, {:.0f} tok/s)\n  model {}  "
+                     "precision {}{}\n  linears: {}\n",
+                     r["ppl"].get<double>(), r["tokens_evaluated"].get<int64_t>(), r["windows"].get<int64_t>(),
+                     r["ctx"].get<int64_t>(), r["seconds"].get<double>(), r["tokens_per_second"].get<double>(),
+                     r["model"].get<std::string>(), r["precision"].get<std::string>(),
+                     r["slide"].get<bool>() ? " (slid)" : "", r["linears"].get<std::string>());
+      } else {
+        r = ss::calibrate_model(mo, calib_out, force, progress);
+        if (!json_out)
+          fmt::print("calibrated {} projections on {} tokens ({} windows, {:.1f} s) -> {}\n", r["tensors"].get<size_t>(),
+                     r["tokens"].get<int64_t>(), r["windows"].get<int64_t>(), r["seconds"].get<double>(),
+                     r["output"].get<std::string>());
+      }
     } else if (synth->parsed()) {
       so.shards = int(shards);
       so.force = force;

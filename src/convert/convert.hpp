@@ -75,6 +75,25 @@ nlohmann::json import_gguf(const std::string& in, const std::string& out, const 
 // n_head * head_dim), dst the HF one: dst row h*hd + j*hd/2 + i = src row h*hd + 2*i + j.
 void unpermute_rope_rows(const float* src, float* dst, int64_t rows, int64_t cols, int64_t n_head);
 
+// `eval` / `calibrate` over a Hugging Face Llama directory (src/convert/model_cmds.cpp).
+struct ModelRunOptions {
+  std::string model;        // directory: config.json, model.safetensors, tokenizer_gguf.json
+  std::string text;         // text file, tokenized with the model's tokenizer ...
+  std::string ids;          // ... or int32 little-endian token ids (exactly one of the two)
+  int64_t ctx = 512;        // window length (non-overlapping windows)
+  int64_t max_tokens = 0;   // use the first N tokens only (0: all)
+  std::string mode = "stored";  // projections: stored | int8 | fp8 (W8A8, quantized at load)
+  bool slide = false;       // run the projections through their slid 2:4 form
+  std::string pattern;      // for slide when the checkpoint has no slidesparse metadata
+  int num_threads = 0;
+};
+// done windows, total windows, running perplexity (0 for calibrate).
+using EvalProgressFn = std::function<void(int64_t done, int64_t total, double ppl)>;
+nlohmann::json eval_model(const ModelRunOptions& opts, const EvalProgressFn& progress = {});
+// Writes OUT: safetensors with one F32 [k] tensor "P.input_norm" per projection P.
+nlohmann::json calibrate_model(const ModelRunOptions& opts, const std::string& out, bool force,
+                               const EvalProgressFn& progress = {});
+
 int resolve_threads(int requested) noexcept;
 
 }  // namespace slidesparse

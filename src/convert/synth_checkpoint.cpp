@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include "common/check.hpp"
 #include "convert/convert.hpp"
@@ -138,11 +139,14 @@ nlohmann::json synth_checkpoint(const std::string& out, const SynthOptions& o) {
       w.commit();
     }
     if (as_dir) {
+      // Heads consistent with the k/v projections' h/ratio rows: head_dim = gcd(64, h/ratio).
+      const int64_t head_dim = std::gcd(int64_t(64), h / o.kv_heads_ratio);
       const nlohmann::json config = {
           {"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", h},
           {"intermediate_size", in}, {"num_hidden_layers", o.layers}, {"vocab_size", o.vocab},
-          {"num_attention_heads", std::max<int64_t>(1, h / 64)},
-          {"num_key_value_heads", std::max<int64_t>(1, h / 64 / o.kv_heads_ratio)},
+          {"num_attention_heads", h / head_dim},
+          {"num_key_value_heads", (h / o.kv_heads_ratio) / head_dim},
+          {"head_dim", head_dim},
           {"rms_norm_eps", 1e-5}, {"tie_word_embeddings", false}, {"torch_dtype", dt == DType::kBF16 ? "bfloat16" : dt == DType::kF16 ? "float16" : "float32"},
           {"_slidesparse_synth", {{"seed", o.seed}}}};
       write_text_file_atomic((staging / "config.json").string(), config.dump(2) + "\n");

@@ -64,11 +64,30 @@ void parallel_for(int64_t items, int num_threads, const Fn& fn) {
 constexpr int64_t kTileM = 4;
 constexpr int64_t kTileN = 256;
 
-// Integer dot product of two int8 rows. Integer sums are associative, so the compiler vectorizes.
-int32_t dot_i8(const int8_t* a, const int8_t* b, int64_t k) noexcept {
-  int32_t acc = 0;
-  for (int64_t i = 0; i < k; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
-  return acc;
+// Integer dot products of up to 4 int8 rows of X with one row of W (the W row is loaded once for
+// all four). Integer sums are associative, so the compiler vectorizes, and every clone gives the
+// same exact result.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#endif
+void dot4_i8(const int8_t* a, int64_t rows, const int8_t* b, int64_t k, int32_t* out) noexcept {
+  int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  if (rows == 4) {
+    for (int64_t i = 0; i < k; ++i) {
+      const int32_t w = b[i];
+      s0 += int32_t(a[i]) * w;
+      s1 += int32_t(a[k + i]) * w;
+      s2 += int32_t(a[2 * k + i]) * w;
+      s3 += int32_t(a[3 * k + i]) * w;
+    }
+    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    int32_t acc = 0;
+    for (int64_t i = 0; i < k; ++i) acc += int32_t(a[r * k + i]) * int32_t(b[i]);
+    out[r] = acc;
+  }
 }
 
 // The largest k whose int32 sum of int8 products cannot overflow: 128*128*k < 2^31.
@@ -79,14 +98,15 @@ void int8_gemm(const int8_t* xq, const float* sx, const int8_t* wq, const float*
                int64_t k, float* y, int num_threads) {
   SLIDESPARSE_CHECK(k <= kMaxInt32K, Status::kUnsupported, "INT8 linear: k = {} exceeds the int32 accumulator limit {}",
                     k, kMaxInt32K);
-  constexpr int64_t kBlockN = 64;
-  const int64_t nb = (n + kBlockN - 1) / kBlockN;
-  parallel_for(m * nb, num_threads, [&](int64_t item) {
-    const int64_t r = item / nb, n0 = (item % nb) * kBlockN, n1 = std::min(n, n0 + kBlockN);
-    const int8_t* xr = xq + r * k;
+  constexpr int64_t kBlockN = 64, kRows = 4;
+  const int64_t nb = (n + kBlockN - 1) / kBlockN, mb = (m + kRows - 1) / kRows;
+  parallel_for(mb * nb, num_threads, [&](int64_t item) {
+    const int64_t r0 = (item / nb) * kRows, rows = std::min(kRows, m - r0);
+    const int64_t n0 = (item % nb) * kBlockN, n1 = std::min(n, n0 + kBlockN);
+    int32_t acc[kRows];
     for (int64_t j = n0; j < n1; ++j) {
-      const int32_t acc = dot_i8(xr, wq + j * k, k);
-      y[r * n + j] = float(acc) * sx[r] * sw[j];
+      dot4_i8(xq + r0 * k, rows, wq + j * k, k, acc);
+      for (int64_t r = 0; r < rows; ++r) y[(r0 + r) * n + j] = float(acc[r]) * sx[r0 + r] * sw[j];
     }
   });
 }
@@ -136,42 +156,56 @@ std::vector<float> DenseLinear::weight() const {
   return w;
 }
 
+namespace {
+// One tile of Y: rows [r0, r1) x columns [n0, n1) of X[m,k] . W^T, with W^T [k, n]. Compiled for
+// AVX-512, AVX2 and baseline x86-64, chosen at load time (target_clones). The arithmetic is the
+// same in every clone -- one multiply and one add per product in k order, never fused
+// (-ffp-contract=off) -- so results do not depend on the machine.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#endif
+void dense_tile(const float* x, const float* wt, float* y, int64_t n, int64_t k, int64_t r0, int64_t r1, int64_t n0,
+                int64_t n1) {
+  const int64_t w = n1 - n0;
+  alignas(64) float acc[kTileM][kTileN];
+  for (int64_t r = 0; r < kTileM; ++r)
+    for (int64_t j = 0; j < w; ++j) acc[r][j] = 0.0f;
+  if (r1 - r0 == kTileM) {
+    const float* x0 = x + r0 * k;
+    for (int64_t i = 0; i < k; ++i) {
+      const float* wr = wt + i * n + n0;
+      const float a0 = x0[i], a1 = x0[k + i], a2 = x0[2 * k + i], a3 = x0[3 * k + i];
+      for (int64_t j = 0; j < w; ++j) {
+        const float b = wr[j];
+        acc[0][j] += a0 * b;
+        acc[1][j] += a1 * b;
+        acc[2][j] += a2 * b;
+        acc[3][j] += a3 * b;
+      }
+    }
+  } else {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* ar = acc[r - r0];
+      for (int64_t i = 0; i < k; ++i) {
+        const float* wr = wt + i * n + n0;
+        const float a = x[r * k + i];
+        for (int64_t j = 0; j < w; ++j) ar[j] += a * wr[j];
+      }
+    }
+  }
+  for (int64_t r = r0; r < r1; ++r) std::memcpy(y + r * n + n0, acc[r - r0], size_t(w) * sizeof(float));
+}
+}  // namespace
+
 void DenseLinear::apply(const float* x, int64_t m, float* y) const {
   const int64_t mt = (m + kTileM - 1) / kTileM, nt = (n_ + kTileN - 1) / kTileN;
   const int64_t n = n_, k = k_;
   const float* wt = wt_.data();
   parallel_for(mt * nt, num_threads_, [&](int64_t item) {
-    // n-block outer within an m-tile sweep would thrash W^T; items are ordered n-major so that
-    // neighbouring threads share the same W^T column block.
+    // Items are ordered n-major so that neighbouring threads share the same W^T column block.
     const int64_t r0 = (item % mt) * kTileM, r1 = std::min(m, r0 + kTileM);
-    const int64_t n0 = (item / mt) * kTileN, n1 = std::min(n, n0 + kTileN), w = n1 - n0;
-    alignas(64) float acc[kTileM][kTileN];
-    for (int64_t r = 0; r < kTileM; ++r)
-      for (int64_t j = 0; j < w; ++j) acc[r][j] = 0.0f;
-    if (r1 - r0 == kTileM) {
-      const float* x0 = x + r0 * k;
-      for (int64_t i = 0; i < k; ++i) {
-        const float* wr = wt + i * n + n0;
-        const float a0 = x0[i], a1 = x0[k + i], a2 = x0[2 * k + i], a3 = x0[3 * k + i];
-        for (int64_t j = 0; j < w; ++j) {
-          const float b = wr[j];
-          acc[0][j] += a0 * b;
-          acc[1][j] += a1 * b;
-          acc[2][j] += a2 * b;
-          acc[3][j] += a3 * b;
-        }
-      }
-    } else {
-      for (int64_t r = r0; r < r1; ++r) {
-        float* ar = acc[r - r0];
-        for (int64_t i = 0; i < k; ++i) {
-          const float* wr = wt + i * n + n0;
-          const float a = x[r * k + i];
-          for (int64_t j = 0; j < w; ++j) ar[j] += a * wr[j];
-        }
-      }
-    }
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(y + r * n + n0, acc[r - r0], size_t(w) * sizeof(float));
+    const int64_t n0 = (item / mt) * kTileN, n1 = std::min(n, n0 + kTileN);
+    dense_tile(x, wt, y, n, k, r0, r1, n0, n1);
   });
 }
 

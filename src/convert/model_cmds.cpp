@@ -1,0 +1,151 @@
+// `slidesparse eval` and `slidesparse calibrate`: perplexity of a Hugging Face Llama directory
+// (dense, pruned, quantized or slid) on a text, and the per-column input norms that activation-
+// aware (wanda) pruning uses, collected on a calibration text.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/check.hpp"
+#include "convert/convert.hpp"
+#include "slidesparse/eval.hpp"
+#include "slidesparse/llama.hpp"
+#include "slidesparse/safetensors.hpp"
+#include "slidesparse/tokenizer.hpp"
+
+namespace slidesparse {
+namespace fs = std::filesystem;
+namespace {
+
+std::string read_all(const std::string& path, const char* what) {
+  std::error_code ec;
+  SLIDESPARSE_CHECK(fs::exists(path, ec), Status::kNotFound, "{} '{}' does not exist", what, path);
+  SLIDESPARSE_CHECK(!fs::is_directory(path, ec), Status::kInvalidArgument, "{} '{}' is a directory", what, path);
+  std::ifstream in(path, std::ios::binary);
+  SLIDESPARSE_CHECK(in.good(), Status::kIoError, "cannot open {} '{}'", what, path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  SLIDESPARSE_CHECK(!in.bad(), Status::kIoError, "cannot read {} '{}'", what, path);
+  return ss.str();
+}
+
+// Token ids from --text (tokenized with the model directory's tokenizer) or --ids (int32 LE).
+struct TokenSource {
+  std::vector<int32_t> ids;
+  nlohmann::json report;
+};
+TokenSource load_tokens(const std::string& model_dir, const std::string& text, const std::string& ids_path,
+                        int64_t max_tokens, int64_t vocab) {
+  SLIDESPARSE_CHECK(text.empty() != ids_path.empty(), Status::kInvalidArgument,
+                    "give exactly one of --text FILE and --ids FILE");
+  SLIDESPARSE_CHECK(max_tokens >= 0, Status::kInvalidArgument, "--max-tokens must be >= 0, got {}", max_tokens);
+  TokenSource t;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!text.empty()) {
+    const std::string body = read_all(text, "text file");
+    const BpeTokenizer tok = BpeTokenizer::load(model_dir);
+    t.ids = tok.encode(body, /*add_bos=*/true);
+    t.report = {{"text", text}, {"text_bytes", body.size()}, {"tokenizer", tok.pre_type()}};
+  } else {
+    const std::string body = read_all(ids_path, "ids file");
+    SLIDESPARSE_CHECK(body.size() % 4 == 0, Status::kBadFormat,
+                      "ids file '{}' has {} bytes, not a whole number of int32 ids", ids_path, body.size());
+    t.ids.resize(body.size() / 4);
+    std::memcpy(t.ids.data(), body.data(), body.size());
+    t.report = {{"ids", ids_path}};
+  }
+  const int64_t all = int64_t(t.ids.size());
+  for (size_t i = 0; i < t.ids.size(); ++i)
+    SLIDESPARSE_CHECK(t.ids[i] >= 0 && t.ids[i] < vocab, Status::kInvalidData,
+                      "token id {} at position {} is outside the model's vocabulary [0, {})", t.ids[i], i, vocab);
+  if (max_tokens > 0 && all > max_tokens) t.ids.resize(size_t(max_tokens));
+  t.report["tokens_total"] = all;
+  t.report["tokens_used"] = t.ids.size();
+  t.report["tokenize_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return t;
+}
+
+LlamaLoadOptions load_options(const ModelRunOptions& o) {
+  LlamaLoadOptions lo;
+  lo.num_threads = o.num_threads;
+  if (o.mode == "stored") lo.mode = LinearMode::kStored;
+  else if (o.mode == "int8") lo.mode = LinearMode::kInt8;
+  else if (o.mode == "fp8") lo.mode = LinearMode::kFp8;
+  else SLIDESPARSE_FAIL(Status::kInvalidArgument, "--precision '{}' is not one of: stored, int8, fp8", o.mode);
+  lo.slide = o.slide;
+  if (!o.pattern.empty()) lo.pattern = Pattern::parse(o.pattern);
+  return lo;
+}
+
+}  // namespace
+
+nlohmann::json eval_model(const ModelRunOptions& o, const EvalProgressFn& progress) {
+  SLIDESPARSE_CHECK(o.ctx >= 2, Status::kInvalidArgument, "--ctx must be >= 2, got {}", o.ctx);
+  const auto t0 = std::chrono::steady_clock::now();
+  const LlamaModel model = LlamaModel::load(o.model, load_options(o));
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const TokenSource src = load_tokens(o.model, o.text, o.ids, o.max_tokens, model.config().vocab);
+  PerplexityOptions po;
+  po.ctx = o.ctx;
+  po.progress = progress;
+  const PerplexityResult r = evaluate_perplexity(model, src.ids, po);
+  nlohmann::json j = {{"command", "eval"},
+                      {"model", o.model},
+                      {"device", "cpu"},
+                      {"precision", o.mode},
+                      {"slide", o.slide},
+                      {"linears", model.describe()},
+                      {"ctx", o.ctx},
+                      {"windows", r.windows},
+                      {"tokens_evaluated", r.tokens_evaluated},
+                      {"nll_mean", r.nll_sum / double(r.tokens_evaluated)},
+                      {"ppl", r.ppl},
+                      {"seconds", r.seconds},
+                      {"load_seconds", load_s},
+                      {"tokens_per_second", double(r.windows > 0 ? r.tokens_evaluated + r.windows : 0) / r.seconds},
+                      {"threads", model.num_threads()}};
+  j.update(src.report);
+  return j;
+}
+
+nlohmann::json calibrate_model(const ModelRunOptions& o, const std::string& out, bool force,
+                               const EvalProgressFn& progress) {
+  SLIDESPARSE_CHECK(o.ctx >= 1, Status::kInvalidArgument, "--ctx must be >= 1, got {}", o.ctx);
+  SLIDESPARSE_CHECK(!out.empty(), Status::kInvalidArgument, "calibrate needs an output file (-o FILE)");
+  std::error_code ec;
+  SLIDESPARSE_CHECK(!fs::is_directory(out, ec), Status::kInvalidArgument, "output '{}' is a directory", out);
+  SLIDESPARSE_CHECK(force || !fs::exists(out, ec), Status::kAlreadyExists,
+                    "output '{}' exists (use --force to replace it)", out);
+  // Norms are collected on the model as it computes in float: the dense (or pruned) weights.
+  LlamaLoadOptions lo;
+  lo.num_threads = o.num_threads;
+  LlamaModel model = LlamaModel::load(o.model, lo);
+  const TokenSource src = load_tokens(o.model, o.text, o.ids, o.max_tokens, model.config().vocab);
+  PerplexityOptions po;
+  po.ctx = o.ctx;
+  po.progress = progress;
+  const CalibrationResult r = collect_input_norms(model, src.ids, po);
+
+  std::vector<OwnedTensor> tensors;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& [name, v] : r.norms) {
+    OwnedTensor t;
+    t.spec = TensorSpec{name + ".input_norm", DType::kF32, {int64_t(v.size())}};
+    t.bytes.resize(v.size() * sizeof(float));
+    std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+    tensors.push_back(std::move(t));
+    double mn = INFINITY, mx = 0;
+    for (float x : v) mn = std::min(mn, double(x)), mx = std::max(mx, double(x));
+    layers.push_back({{"tensor", name + ".input_norm"}, {"k", v.size()}, {"min", mn}, {"max", mx}});
+  }
+  nlohmann::json info = {{"tokens", r.tokens}, {"windows", r.windows}, {"ctx", o.ctx}};
+  info.update(src.report);
+  write_safetensors(out, tensors, {{"slidesparse_calibration", info.dump()}});  // temp file + rename
+  nlohmann::json j = {{"command", "calibrate"}, {"model", o.model}, {"output", out},   {"tensors", tensors.size()},
+                      {"tokens", r.tokens},      {"windows", r.windows}, {"seconds", r.seconds}, {"layers", layers}};
+  j.update(src.report);
+  return j;
+}
+
+}  // namespace slidesparse
