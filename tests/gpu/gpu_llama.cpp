@@ -800,7 +800,7 @@ void bench_line(const std::string& variant, const LlamaGpuModel& gpu, const std:
   };
   emit(tok, {{"forward_wall_ms", forward_wall_ms}, {"ppl", ppl}});
   for (int64_t T : extra_bench_tokens())
-    if (T <= gpu.options().max_tokens) emit(random_tokens(T, gpu.config().vocab, uint64_t(T)), {});
+    if (T <= gpu.options().max_tokens) emit(random_tokens(T, gpu.config().vocab, uint64_t(T)), nlohmann::json::object());
 }
 
 TEST(GpuLlamaSmolShape, MatchesCpuAtT512AndReportsTokensPerSecond) {
