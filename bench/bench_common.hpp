@@ -1,14 +1,20 @@
-// Shared by the GPU benchmark harnesses (gemm_bench.cpp, layer_bench.cpp): the model shapes of
-// the brief, small threading helpers, CUDA checks, device buffers and the JSON Lines sink.
+// Shared by the GPU benchmark suites (suite_kernel.cpp, suite_layer.cpp, suite_quant.cpp, tune.cpp):
+// small threading helpers, CUDA checks, device buffers, event timing, the environment record and
+// the JSON Lines sink. The model shapes are in shapes.hpp.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,37 +22,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "backends/backend.hpp"
+#include "shapes.hpp"
 #include "slidesparse/error.hpp"
+#include "slidesparse/types.hpp"
 
 namespace slidesparse::bench {
-
-// ---- shapes (BRIEF section 5): per decoder layer, (n, k) of the four linears --------------------
-struct Layer {
-  const char* name;
-  int64_t n, k;
-  bool bias;  // Qwen2.5's qkv projection carries a bias
-};
-struct Model {
-  std::string name;
-  std::vector<Layer> layers;
-};
-inline const std::vector<Model>& models() {
-  static const std::vector<Model> m = {
-      {"llama3.2-1b",
-       {{"qkv", 3072, 2048, false}, {"o", 2048, 2048, false}, {"gate_up", 16384, 2048, false}, {"down", 2048, 8192, false}}},
-      {"llama3.2-3b",
-       {{"qkv", 5120, 3072, false}, {"o", 3072, 3072, false}, {"gate_up", 16384, 3072, false}, {"down", 3072, 8192, false}}},
-      {"bitnet-2b",
-       {{"qkv", 3840, 2560, false}, {"o", 2560, 2560, false}, {"gate_up", 13824, 2560, false}, {"down", 2560, 6912, false}}},
-      {"qwen2.5-7b",
-       {{"qkv", 4608, 3584, true}, {"o", 3584, 3584, false}, {"gate_up", 37888, 3584, false}, {"down", 3584, 18944, false}}},
-      {"qwen2.5-14b",
-       {{"qkv", 7168, 5120, true}, {"o", 5120, 5120, false}, {"gate_up", 27648, 5120, false}, {"down", 5120, 13824, false}}},
-      {"llama3-8b",
-       {{"qkv", 6144, 4096, false}, {"o", 4096, 4096, false}, {"gate_up", 28672, 4096, false}, {"down", 4096, 14336, false}}},
-  };
-  return m;
-}
 
 // ---- small utilities ----------------------------------------------------------------------------
 inline int resolve_threads(int requested) {
@@ -135,5 +116,186 @@ class Sink {
  private:
   std::ofstream out_;
 };
+
+}  // namespace slidesparse::bench
+
+namespace slidesparse::bench {
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
+class Events {
+ public:
+  explicit Events(size_t n) : ev_(n) {
+    for (auto& e : ev_) BENCH_CUDA(cudaEventCreate(&e));
+  }
+  ~Events() {
+    for (auto& e : ev_) cudaEventDestroy(e);
+  }
+  Events(const Events&) = delete;
+  Events& operator=(const Events&) = delete;
+  cudaEvent_t operator[](size_t i) const { return ev_[i]; }
+
+ private:
+  std::vector<cudaEvent_t> ev_;
+};
+
+// Median microseconds of `call(i)` over `reps` calls, each between its own pair of events, after
+// `warmup` untimed calls; `before(r)` (may be empty) is enqueued ahead of timed call r, outside
+// its events (an L2 flush, say).
+inline double time_events_us(const std::function<void(int64_t)>& call, int warmup, int reps, cudaStream_t stream,
+                             const std::function<void(int)>& before = {}) {
+  for (int i = 0; i < warmup; ++i) call(i);
+  Events ev(size_t(2 * reps));
+  for (int r = 0; r < reps; ++r) {
+    if (before) before(r);
+    BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r)], stream));
+    call(warmup + r);
+    BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r + 1)], stream));
+  }
+  BENCH_CUDA(cudaStreamSynchronize(stream));
+  std::vector<double> us;
+  for (int r = 0; r < reps; ++r) {
+    float ms = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(2 * r)], ev[size_t(2 * r + 1)]));
+    us.push_back(double(ms) * 1e3);
+  }
+  return median(std::move(us));
+}
+
+// The GPU's clocks, power and temperature as nvidia-smi reports them right now (read only; null
+// when nvidia-smi is not there). The driver's maximum clocks are in BackendEnv.
+inline nlohmann::json nvidia_smi_state() {
+  static const char* kFields[] = {"name", "driver_version", "pstate", "clocks.sm", "clocks.max.sm", "clocks.mem",
+                                  "clocks.max.mem", "power.draw", "power.limit", "temperature.gpu"};
+  std::string query;
+  for (const char* f : kFields) query += (query.empty() ? "" : ",") + std::string(f);
+  const std::string cmd = "nvidia-smi --query-gpu=" + query + " --format=csv,noheader 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return nullptr;
+  char buf[1024] = {};
+  const bool got = std::fgets(buf, sizeof buf, p) != nullptr;
+  pclose(p);
+  if (!got) return nullptr;
+  std::string line(buf);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  nlohmann::json j = nlohmann::json::object();
+  size_t at = 0;
+  for (const char* f : kFields) {
+    const size_t comma = line.find(',', at);
+    std::string v = line.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    while (!v.empty() && v.front() == ' ') v.erase(v.begin());
+    j[f] = v;
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return j;
+}
+
+// The "env" record every suite writes first.
+inline nlohmann::json env_record(const BackendEnv& env, const std::string& suite, const std::string& git_sha) {
+  return {{"type", "env"},
+          {"suite", suite},
+          {"date", now_utc()},
+          {"git_sha", git_sha},
+          {"gpu", env.gpu_name},
+          {"sm", env.sm},
+          {"sm_count", env.sm_count},
+          {"clock_mhz", env.clock_khz / 1000},
+          {"mem_clock_mhz", env.mem_clock_khz / 1000},
+          {"l2_bytes", env.l2_bytes},
+          {"driver_version", env.driver_version},
+          {"runtime_version", env.runtime_version},
+          {"cusparselt_version", env.cusparselt_version},
+          {"cublaslt_version", env.cublaslt_version},
+          {"nvidia_smi", nvidia_smi_state()}};
+}
+
+inline std::string env_line(const BackendEnv& env) {
+  return fmt::format("{} (sm_{}, {} SMs, {} MHz max), driver {}, runtime {}, cuSPARSELt {}, cuBLASLt {}", env.gpu_name,
+                     env.sm, env.sm_count, env.clock_khz / 1000, env.driver_version, env.runtime_version,
+                     env.cusparselt_version, env.cublaslt_version);
+}
+
+// Stops a suite cleanly between units once the budget is spent (0: no budget).
+struct Budget {
+  double max_seconds = 0;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+  bool out_of_time(double expect_s) const { return max_seconds > 0 && seconds() + expect_s > max_seconds; }
+};
+
+// Counts shared by the suites' summaries; error() also notices a dead CUDA context, after which
+// every later measurement would be meaningless.
+struct Tally {
+  int records = 0, errors = 0, verification_failures = 0;
+  std::string context_lost;
+  void error(Sink& sink, std::ostream& out, nlohmann::json where, const std::exception& e) {
+    ++errors;
+    where["type"] = "error";
+    where["message"] = e.what();
+    if (auto* se = dynamic_cast<const Error*>(&e)) where["status"] = status_name(se->status());
+    sink.write(where);
+    out << "  ERROR " << where.dump() << "\n" << std::flush;
+    const cudaError_t st = cudaDeviceSynchronize();
+    if (st != cudaSuccess) {
+      context_lost = fmt::format("{}: {}", cudaGetErrorName(st), cudaGetErrorString(st));
+      out << "  CUDA context lost (" << context_lost << "): stopping\n" << std::flush;
+    }
+  }
+};
+
+// ---- random operands (kernel suite, tune) -------------------------------------------------------
+
+// Random values of the precision, never zero, magnitudes spread over two binades or more:
+//   i8: integers in [-127, 127] \ {0};  e4m3: grid values with |v| in [1/8, 8];  bf16: |v| in [1/64, 1).
+// Returned as floats that the precision represents exactly.
+inline float random_value(GemmPrecision p, uint64_t r) {
+  const bool neg = r & 1;
+  switch (p) {
+    case GemmPrecision::kI8: {
+      const float v = float((r >> 8) % 127 + 1);
+      return neg ? -v : v;
+    }
+    case GemmPrecision::kE4M3: {
+      const float v = std::ldexp(1.0f + float((r >> 8) % 8) / 8.0f, int((r >> 16) % 6) - 3);
+      return neg ? -v : v;
+    }
+    default: {
+      const float v = bf16_to_f32(f32_to_bf16(float((r >> 8) % 4096 + 64) / 4160.0f));
+      return neg ? -v : v;
+    }
+  }
+}
+
+inline void encode(GemmPrecision p, float v, uint8_t* out) {
+  switch (p) {
+    case GemmPrecision::kI8: *out = uint8_t(int8_t(v)); return;
+    case GemmPrecision::kE4M3: *out = f32_to_e4m3(v); return;
+    case GemmPrecision::kBF16: {
+      const uint16_t b = f32_to_bf16(v);
+      std::memcpy(out, &b, 2);
+      return;
+    }
+    case GemmPrecision::kF16: {
+      const uint16_t b = f32_to_f16(v);
+      std::memcpy(out, &b, 2);
+      return;
+    }
+  }
+}
+
+inline std::vector<uint8_t> encode_all(GemmPrecision p, const std::vector<float>& v, int threads) {
+  const size_t es = dtype_size(gemm_input_dtype(p));
+  std::vector<uint8_t> out(v.size() * es);
+  parallel_for(int64_t(v.size()), threads, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) encode(p, v[size_t(i)], &out[size_t(i) * es]);
+  });
+  return out;
+}
 
 }  // namespace slidesparse::bench

@@ -1,44 +1,37 @@
-// slidesparse_bench_gemm: GEMM-only speed of dense (cuBLASLt), native 2:4 and slid (2N-2):2N
-// (cuSPARSELt) on LLM layer shapes, one harness for all of them.
+// `slidesparse bench --suite kernel`: GEMM-only speed of dense (cuBLASLt), native 2:4 and slid
+// (2N-2):2N (cuSPARSELt) on LLM layer shapes, one harness for all of them.
 //
 // For every precision x model layer (n, K) x m x variant:
-//   dense   cuBLASLt on K, the unpruned random weight, best of the top-8 heuristics (timed)
-//   2:4     cuSPARSELt on K, the weight pruned 2:4 (magnitude), searched algorithm
+//   dense     cuBLASLt on K, the unpruned random weight, best of the top-8 heuristics (timed)
+//   2:4       cuSPARSELt on K, the weight pruned 2:4 (magnitude), searched algorithm
 //   4:6 6:8 8:10   cuSPARSELt on K' = slide_k(pattern, K): the weight pruned to the pattern, slid;
-//           X lifted on the CPU (the GEMM alone is timed, no quantization or lifting kernel)
-// Timing: CUDA events around each launch, warm-up, median of --reps (>= 20) launches. X is
-// rotated through an arena larger than L2 (every launch reads an X that was not just read), and
-// the weight through up to 8 plans holding separate copies when one copy is smaller than the arena
-// (extra plans take the first plan's algorithm from the plan cache, no second search).
+//             X lifted on the CPU (the GEMM alone is timed, no quantization or lifting kernel)
+//   2:4@P     (--native-kprime) a native 2:4 weight of width K'(P) with its own X: the same GEMM
+//             shape as the slid P, so "slide_over_native" = t(P) / t(2:4@P) isolates what sliding
+//             costs beyond its FLOPs. Both share the plan cache (same key: the same algorithm).
+// Timing: CUDA events around each launch, warm-up, median of --reps launches. X is rotated
+// through an arena larger than L2 (every launch reads an X that was not just read), and the
+// weight through up to --max-weight-copies plans holding separate copies when one copy is smaller
+// than the arena (extra plans take the first plan's algorithm from the plan cache, no second search).
 // Verification, once per (shape, variant) before timing: the sparse D against a dense cuBLASLt
 // GEMM on the same pruned operands over sampled rows (i8 exact, floats by relative error), and for
 // slid weights X'.W'^T == X.W^T on the CPU at sampled outputs (float64, exact products).
-// Output: a table on stdout, and JSON Lines (--out): one "env" record, then per GEMM a "gemm"
-// record (time_us, tflops = dense-equivalent 2*m*n*K / time, speedup_vs_dense) and an "offline"
-// record (compress_ms, search_ms), "error" records for failures, a final "summary".
-// --max-seconds stops cleanly between shapes, keeping everything written so far.
-#include <CLI/CLI.hpp>
+// Records (JSON Lines): per GEMM a "gemm" record (time_us, tflops = dense-equivalent 2*m*n*K /
+// time, speedup_vs_dense) and an "offline" record (compress_ms, search_ms); "error" records.
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <ctime>
-#include <fstream>
-#include <functional>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
+#include <ostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backends/backend.hpp"
@@ -49,89 +42,19 @@
 #include "slidesparse/slide.hpp"
 #include "slidesparse/types.hpp"
 
+#include "bench.hpp"
 #include "bench_common.hpp"
+#include "suites.hpp"
+
+namespace slidesparse::bench {
+namespace {
 
 namespace ss = slidesparse;
-using namespace slidesparse::bench;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
-// ---- options ------------------------------------------------------------------------------------
-
-struct Options {
-  std::vector<std::string> precisions{"i8", "e4m3", "bf16"};
-  std::vector<std::string> models{"qwen2.5-7b", "llama3-8b"};
-  std::vector<std::string> layers;  // empty: all four
-  std::vector<int64_t> ms{16, 64, 256, 1024, 4096, 8192, 16384};
-  std::vector<std::string> variants{"dense", "2:4", "4:6", "6:8", "8:10"};
-  std::string out;
-  std::string git_sha = "unknown";
-  std::string plan_cache;
-  double max_seconds = 420;
-  int reps = 30;
-  int warmup = 5;
-  int search_iters = 5;
-  int dense_top_n = 8;
-  double rotate_mib = 128;  // X arena (and weight copies) per GEMM: > 2x the 50 MB L2 of H100/H200
-  int max_weight_copies = 8;
-  int verify_rows = 8;
-  int verify_points = 16;
-  uint64_t seed = 1;
-  int threads = 0;
-};
-
-// ---- small utilities ----------------------------------------------------------------------------
-
-int hw_threads(const Options& o) { return resolve_threads(o.threads); }
-
-// Random values of the precision, never zero, magnitudes spread over two binades or more:
-//   i8: integers in [-127, 127] \ {0};  e4m3: grid values with |v| in [1/8, 8];  bf16: |v| in [1/64, 1).
-// Returned as floats that the precision represents exactly.
-float random_value(ss::GemmPrecision p, uint64_t r) {
-  const bool neg = r & 1;
-  switch (p) {
-    case ss::GemmPrecision::kI8: {
-      const float v = float((r >> 8) % 127 + 1);
-      return neg ? -v : v;
-    }
-    case ss::GemmPrecision::kE4M3: {
-      const float v = std::ldexp(1.0f + float((r >> 8) % 8) / 8.0f, int((r >> 16) % 6) - 3);
-      return neg ? -v : v;
-    }
-    default: {
-      const float v = ss::bf16_to_f32(ss::f32_to_bf16(float((r >> 8) % 4096 + 64) / 4160.0f));
-      return neg ? -v : v;
-    }
-  }
-}
-
-void encode(ss::GemmPrecision p, float v, uint8_t* out) {
-  switch (p) {
-    case ss::GemmPrecision::kI8: *out = uint8_t(int8_t(v)); return;
-    case ss::GemmPrecision::kE4M3: *out = ss::f32_to_e4m3(v); return;
-    case ss::GemmPrecision::kBF16: {
-      const uint16_t b = ss::f32_to_bf16(v);
-      std::memcpy(out, &b, 2);
-      return;
-    }
-    case ss::GemmPrecision::kF16: {
-      const uint16_t b = ss::f32_to_f16(v);
-      std::memcpy(out, &b, 2);
-      return;
-    }
-  }
-}
-
-std::vector<uint8_t> encode_all(ss::GemmPrecision p, const std::vector<float>& v, int threads) {
-  const size_t es = ss::dtype_size(ss::gemm_input_dtype(p));
-  std::vector<uint8_t> out(v.size() * es);
-  parallel_for(int64_t(v.size()), threads, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) encode(p, v[size_t(i)], &out[size_t(i) * es]);
-  });
-  return out;
-}
+constexpr int kVerifyRows = 8;
+constexpr int kVerifyPoints = 16;
 
 double output_value(ss::DType t, const uint8_t* e) {
   switch (t) {
@@ -152,47 +75,69 @@ double output_value(ss::DType t, const uint8_t* e) {
 // ---- one layer's data ---------------------------------------------------------------------------
 
 struct Variant {
-  std::string name;  // "dense", "2:4", "6:8", ...
-  int pattern_n = 0;  // 0: dense
-  bool slide = false;
-  int64_t k_gemm = 0;
+  VariantSpec spec;
+  bool sparse = false;
+  bool slide = false;  // slid pattern: the GEMM runs on K' with X lifted
+  int64_t k_gemm = 0;  // the GEMM's reduction length
+  int64_t k_ref = 0;   // the reduction length of the dense reference (K; K' for a native-K' weight)
   // Host copies for the CPU check of slid weights: pruned W [n, K] and W' [n, K'] in the dtype.
   std::vector<uint8_t> w_pruned, w_gemm;
-  std::vector<uint8_t> x_lifted;  // X' [m_max, K'] (slid variants)
-  DevMem w_pruned_dev, w_gemm_dev;  // W for the dense reference (pruned, K) and for the GEMM
+  std::vector<uint8_t> x_own;  // X' [m_max, K'] lifted (slid) or drawn (native K'); empty: shared X on K
+  DevMem w_pruned_dev, w_gemm_dev;  // W for the dense reference (pruned, k_ref) and for the GEMM
 };
 
-Variant make_variant(const std::string& name, ss::GemmPrecision prec, const std::vector<float>& w, int64_t n,
-                     int64_t k, const std::vector<uint8_t>& x, int64_t m_max, int threads) {
+// dense: the unpruned weight on K. Sparse pattern: pruned (magnitude) on K, slid to K' when N > 2.
+// Native K': its own random weight [n, K'] pruned 2:4 and its own X [m_max, K'].
+Variant make_variant(const VariantSpec& spec, ss::GemmPrecision prec, const std::vector<float>& w, int64_t n,
+                     int64_t k, const std::vector<uint8_t>& x, int64_t m_max, uint64_t seed, int threads) {
   Variant v;
-  v.name = name;
+  v.spec = spec;
   const ss::DType dt = ss::gemm_input_dtype(prec);
   const size_t es = ss::dtype_size(dt);
-  if (name == "dense") {
-    v.k_gemm = k;
+  if (spec.kind == VariantSpec::Kind::kDense) {
+    v.k_gemm = v.k_ref = k;
     v.w_gemm = encode_all(prec, w, threads);
+  } else if (spec.kind == VariantSpec::Kind::kNativeKPrime) {
+    v.sparse = true;
+    v.k_gemm = v.k_ref = ss::slide_k(ss::Pattern::from_n(spec.pattern_n), k);
+    const int64_t kp = v.k_gemm;
+    std::vector<float> wk(size_t(n * kp));
+    parallel_for(int64_t(wk.size()), threads, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) wk[size_t(i)] = random_value(prec, mix(seed * 3 + uint64_t(i)));
+    });
+    ss::prune_inplace(ss::Pattern::from_n(2), ss::PruneMethod::kMagnitude, ss::DType::kF32, wk.data(), n, kp, nullptr,
+                      spec.name, threads);
+    v.w_pruned = encode_all(prec, wk, threads);
+    v.w_gemm = v.w_pruned;
+    v.x_own.resize(size_t(m_max * kp) * es);
+    parallel_for(m_max * kp, threads, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) encode(prec, random_value(prec, mix(~seed * 5 + uint64_t(i))), &v.x_own[size_t(i) * es]);
+    });
   } else {
-    const ss::Pattern pat = ss::Pattern::parse(name);
-    v.pattern_n = pat.n();
+    const ss::Pattern pat = ss::Pattern::from_n(spec.pattern_n);
+    v.sparse = true;
     v.slide = pat.n() > 2;
+    v.k_ref = k;
     std::vector<float> pruned = w;
-    ss::prune_inplace(pat, ss::PruneMethod::kMagnitude, ss::DType::kF32, pruned.data(), n, k, nullptr, name,
+    ss::prune_inplace(pat, ss::PruneMethod::kMagnitude, ss::DType::kF32, pruned.data(), n, k, nullptr, spec.name,
                       threads);
     v.w_pruned = encode_all(prec, pruned, threads);
     if (v.slide) {
       v.k_gemm = ss::slide_k(pat, k);
       v.w_gemm.assign(size_t(n * v.k_gemm) * es, 0);
-      ss::slide_weight(pat, dt, v.w_pruned.data(), n, k, v.w_gemm.data(), v.k_gemm, name, threads);
-      v.x_lifted.assign(size_t(m_max * v.k_gemm) * es, 0);
+      ss::slide_weight(pat, dt, v.w_pruned.data(), n, k, v.w_gemm.data(), v.k_gemm, spec.name, threads);
+      v.x_own.assign(size_t(m_max * v.k_gemm) * es, 0);
       parallel_for(m_max, threads, [&](int64_t b, int64_t e) {
         if (e > b)
-          ss::lift_activations(pat, dt, &x[size_t(b * k) * es], e - b, k, &v.x_lifted[size_t(b * v.k_gemm) * es],
+          ss::lift_activations(pat, dt, &x[size_t(b * k) * es], e - b, k, &v.x_own[size_t(b * v.k_gemm) * es],
                                v.k_gemm);
       });
     } else {
       v.k_gemm = k;
       v.w_gemm = v.w_pruned;
     }
+  }
+  if (v.sparse) {
     v.w_pruned_dev = DevMem(v.w_pruned.size());
     BENCH_CUDA(cudaMemcpy(v.w_pruned_dev.get(), v.w_pruned.data(), v.w_pruned.size(), cudaMemcpyHostToDevice));
   }
@@ -236,29 +181,9 @@ XArena make_arena(const uint8_t* host_x, int64_t m, const ss::GemmLayout& l, siz
 // Median us per launch; launch i uses plan i % plans and X slot i % slots.
 double time_gemm(const std::vector<std::unique_ptr<ss::GemmPlan>>& plans, const XArena& x, void* d, int warmup,
                  int reps, cudaStream_t stream) {
-  int64_t i = 0;
-  auto launch = [&] {
-    plans[size_t(i % int64_t(plans.size()))]->run(x.slot(i), d, nullptr, stream);
-    ++i;
-  };
-  for (int w = 0; w < warmup; ++w) launch();
-  std::vector<cudaEvent_t> ev(size_t(2 * reps));
-  for (auto& e : ev) BENCH_CUDA(cudaEventCreate(&e));
-  for (int r = 0; r < reps; ++r) {
-    BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r)], stream));
-    launch();
-    BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r + 1)], stream));
-  }
-  BENCH_CUDA(cudaStreamSynchronize(stream));
-  std::vector<double> us;
-  for (int r = 0; r < reps; ++r) {
-    float ms = 0;
-    BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(2 * r)], ev[size_t(2 * r + 1)]));
-    us.push_back(double(ms) * 1e3);
-  }
-  for (auto& e : ev) cudaEventDestroy(e);
-  std::sort(us.begin(), us.end());
-  return reps % 2 ? us[size_t(reps / 2)] : 0.5 * (us[size_t(reps / 2 - 1)] + us[size_t(reps / 2)]);
+  return time_events_us(
+      [&](int64_t i) { plans[size_t(i % int64_t(plans.size()))]->run(x.slot(i), d, nullptr, stream); }, warmup, reps,
+      stream);
 }
 
 // ---- verification -------------------------------------------------------------------------------
@@ -337,7 +262,7 @@ Verdict cpu_check_slide(ss::GemmPrecision p, const Variant& v, const std::vector
       mag += std::fabs(a * b);
     }
     for (int64_t q = 0; q < v.k_gemm; ++q)
-      lifted += double(ss::element_to_f32(dt, &v.x_lifted[size_t(i * v.k_gemm + q) * es])) *
+      lifted += double(ss::element_to_f32(dt, &v.x_own[size_t(i * v.k_gemm + q) * es])) *
                 double(ss::element_to_f32(dt, &v.w_gemm[size_t(j * v.k_gemm + q) * es]));
     if (std::fabs(lifted - ref) > 1e-9 * std::max(mag, 1.0)) {
       out.ok = false;
@@ -364,77 +289,44 @@ Verdict cpu_check_slide(ss::GemmPrecision p, const Variant& v, const std::vector
 
 // ---- the run ------------------------------------------------------------------------------------
 
-struct Row {
-  std::string precision, model, layer, variant;
-  int64_t m, n, k, k_gemm;
-  double time_us, tflops, speedup;
-};
-
-class Bench {
+class KernelSuite {
  public:
-  Bench(Options o, ss::BackendEnv env) : o_(std::move(o)), env_(std::move(env)), sink_(o_.out) {
-    t0_ = Clock::now();
-    if (!o_.plan_cache.empty()) {
-      cache_ = ss::PlanCache::load(o_.plan_cache, env_.key());
-    } else {
-      cache_ = std::make_unique<ss::PlanCache>(env_.key());
-    }
+  KernelSuite(const BenchOptions& o, const ss::BackendEnv& env, Sink& sink, std::ostream& out)
+      : o_(o), env_(env), sink_(sink), out_(out) {
+    budget_.max_seconds = o_.max_seconds;
+    cache_ = o_.plan_cache.empty() ? std::make_unique<ss::PlanCache>(env_.key())
+                                   : ss::PlanCache::load(o_.plan_cache, env_.key());
     BENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
-  ~Bench() { cudaStreamDestroy(stream_); }
+  ~KernelSuite() { cudaStreamDestroy(stream_); }
+  KernelSuite(const KernelSuite&) = delete;
+  KernelSuite& operator=(const KernelSuite&) = delete;
 
-  int run() {
-    json env = {{"type", "env"},
-                {"date", now_utc()},
-                {"git_sha", o_.git_sha},
-                {"gpu", env_.gpu_name},
-                {"sm", env_.sm},
-                {"sm_count", env_.sm_count},
-                {"clock_mhz", env_.clock_khz / 1000},
-                {"mem_clock_mhz", env_.mem_clock_khz / 1000},
-                {"l2_bytes", env_.l2_bytes},
-                {"driver_version", env_.driver_version},
-                {"runtime_version", env_.runtime_version},
-                {"cusparselt_version", env_.cusparselt_version},
-                {"cublaslt_version", env_.cublaslt_version},
-                {"reps", o_.reps},
-                {"warmup", o_.warmup},
-                {"search_iters", o_.search_iters},
-                {"dense_top_n", o_.dense_top_n},
-                {"rotate_mib", o_.rotate_mib},
-                {"max_weight_copies", o_.max_weight_copies},
-                {"seed", o_.seed},
-                {"max_seconds", o_.max_seconds}};
-    sink_.write(env);
-    std::cout << fmt::format("{} (sm_{}, {} SMs, {} MHz), driver {}, runtime {}, cuSPARSELt {}, cuBLASLt {}\n",
-                             env_.gpu_name, env_.sm, env_.sm_count, env_.clock_khz / 1000, env_.driver_version,
-                             env_.runtime_version, env_.cusparselt_version, env_.cublaslt_version);
-    std::cout << fmt::format("{:<5} {:<12} {:<8} {:>6} {:>6} {:>6} | {:>10} {:>7} |", "prec", "model", "layer", "m",
-                             "n", "K", "dense us", "TFLOPS");
+  json run() {
+    out_ << fmt::format("{:<5} {:<12} {:<8} {:>6} {:>6} {:>6} | {:>10} {:>7} |", "prec", "model", "layer", "m", "n",
+                        "K", "dense us", "TFLOPS");
     for (const auto& v : o_.variants)
-      if (v != "dense") std::cout << fmt::format(" {:>7}", v);
-    std::cout << "   (speedup vs dense)\n" << std::flush;
+      if (v.kind != VariantSpec::Kind::kDense) out_ << fmt::format(" {:>8}", v.name);
+    out_ << "   (speedup vs dense)\n" << std::flush;
 
     bool stopped = false;
     for (const auto& pname : o_.precisions) {
       const auto prec = ss::gemm_precision_from_name(pname);
       for (const auto& mname : o_.models) {
-        const Model* model = nullptr;
-        for (const auto& m : models())
-          if (mname == m.name) model = &m;
+        const Model* model = find_model(mname);
         for (const Layer& layer : model->layers) {
           if (!o_.layers.empty() && std::find(o_.layers.begin(), o_.layers.end(), layer.name) == o_.layers.end())
             continue;
-          if (out_of_time(last_prep_s_) || !context_lost_.empty()) {
+          if (budget_.out_of_time(last_prep_s_) || !tally_.context_lost.empty()) {
             stopped = true;
             break;
           }
           try {
             run_layer(*prec, *model, layer, stopped);
           } catch (const std::exception& e) {
-            error_record(pname, model->name, layer.name, 0, "*", e);
+            tally_.error(sink_, out_, where(pname, model->name, layer.name, 0, "*"), e);
           }
-          if (!context_lost_.empty()) stopped = true;
+          if (!tally_.context_lost.empty()) stopped = true;
           if (stopped) break;
         }
         if (stopped) break;
@@ -442,45 +334,23 @@ class Bench {
       if (stopped) break;
     }
     if (!o_.plan_cache.empty()) cache_->save(o_.plan_cache);
-    const double elapsed = seconds();
-    sink_.write({{"type", "summary"},
-                 {"rows", rows_.size()},
-                 {"errors", errors_},
-                 {"verification_failures", verify_failures_},
-                 {"completed", !stopped},
-                 {"context_lost", context_lost_},
-                 {"elapsed_s", elapsed}});
-    std::cout << fmt::format("\n{} rows, {} errors, {} verification failures, {:.0f} s{}\n", rows_.size(), errors_,
-                             verify_failures_, elapsed,
-                             stopped ? fmt::format(" (stopped at the {:.0f} s budget)", o_.max_seconds) : "");
-    return (errors_ == 0 && verify_failures_ == 0) ? 0 : 1;
+    return {{"records", tally_.records},
+            {"errors", tally_.errors},
+            {"verification_failures", tally_.verification_failures},
+            {"completed", !stopped},
+            {"context_lost", tally_.context_lost}};
   }
 
  private:
-  double seconds() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
-  // True when a unit expected to take `expect_s` would end past the budget.
-  bool out_of_time(double expect_s) const { return seconds() + expect_s > o_.max_seconds; }
-
-  void error_record(const std::string& prec, const std::string& model, const std::string& layer, int64_t m,
-                    const std::string& variant, const std::exception& e) {
-    ++errors_;
-    json j = {{"type", "error"}, {"precision", prec}, {"model", model}, {"layer", layer},
-              {"m", m},          {"variant", variant}, {"message", e.what()}};
-    if (auto* se = dynamic_cast<const ss::Error*>(&e)) j["status"] = ss::status_name(se->status());
-    sink_.write(j);
-    std::cout << fmt::format("  ERROR {} {} {} m={} {}: {}\n", prec, model, layer, m, variant, e.what()) << std::flush;
-    // A dead CUDA context makes every later measurement meaningless: stop after this record.
-    const cudaError_t st = cudaDeviceSynchronize();
-    if (st != cudaSuccess) {
-      context_lost_ = fmt::format("{}: {}", cudaGetErrorName(st), cudaGetErrorString(st));
-      std::cout << "  CUDA context lost (" << context_lost_ << "): stopping\n" << std::flush;
-    }
+  static json where(const std::string& prec, const std::string& model, const std::string& layer, int64_t m,
+                    const std::string& variant) {
+    return {{"precision", prec}, {"model", model}, {"layer", layer}, {"m", m}, {"variant", variant}};
   }
 
   void run_layer(ss::GemmPrecision prec, const Model& model, const Layer& layer, bool& stopped) {
-    const int threads = hw_threads(o_);
+    const int threads = resolve_threads(o_.threads);
     const int64_t n = layer.n, k = layer.k;
-    const int64_t m_max = *std::max_element(o_.ms.begin(), o_.ms.end());
+    const int64_t m_max = o_.ms.back();
     const uint64_t seed = mix(o_.seed ^ (uint64_t(prec) << 56) ^ uint64_t(n * 1000003 + k));
     const auto t_prep = Clock::now();
 
@@ -497,23 +367,18 @@ class Bench {
         encode(prec, random_value(prec, mix(~seed + uint64_t(i))), &x[size_t(i) * es]);
     });
     std::vector<Variant> variants;
-    for (const auto& name : o_.variants) {
-      if (name != "dense" && !ss::cusparselt_compiled()) continue;
-      variants.push_back(make_variant(name, prec, w, n, k, x, m_max, threads));
-    }
+    for (const auto& spec : o_.variants) variants.push_back(make_variant(spec, prec, w, n, k, x, m_max, seed, threads));
     w.clear();
     w.shrink_to_fit();
     const double prep_s = std::chrono::duration<double>(Clock::now() - t_prep).count();
     last_prep_s_ = prep_s;
-    if (!ss::cusparselt_compiled() && o_.variants.size() > 1)
-      std::cout << "  (no cuSPARSELt in this build: sparse variants skipped)\n";
 
     // A unit's time grows at most about linearly with m: expect last * m / m_last (x 1.5).
     double last_unit_s = 0;
     int64_t last_m = 0;
     for (int64_t m : o_.ms) {
       const double expect = last_m > 0 ? 1.5 * last_unit_s * std::max(1.0, double(m) / double(last_m)) : 0;
-      if (out_of_time(expect) || !context_lost_.empty()) {
+      if (budget_.out_of_time(expect) || !tally_.context_lost.empty()) {
         stopped = true;
         return;
       }
@@ -522,14 +387,13 @@ class Bench {
       last_unit_s = std::chrono::duration<double>(Clock::now() - t_unit).count();
       last_m = m;
     }
-    std::cout << fmt::format("  ({} {} {}: data {:.1f} s)\n", ss::gemm_precision_name(prec), model.name, layer.name,
-                             prep_s)
-              << std::flush;
+    out_ << fmt::format("  ({} {} {}: data {:.1f} s)\n", ss::gemm_precision_name(prec), model.name, layer.name, prep_s)
+         << std::flush;
   }
 
   ss::PlanOptions plan_options(bool search) const {
     ss::PlanOptions po;
-    po.search = search;
+    po.search = search && o_.search;
     po.search_iters = o_.search_iters;
     po.dense_top_n = o_.dense_top_n;
     po.cache = cache_.get();
@@ -547,10 +411,11 @@ class Bench {
     return plans;
   }
 
-  void offline_record(const std::string& prec, const Model& model, const Layer& layer, int64_t m,
-                      const Variant& v, const ss::GemmPlan& plan, int copies) {
+  void offline_record(const std::string& prec, const Model& model, const Layer& layer, int64_t m, const Variant& v,
+                      const ss::GemmPlan& plan, int copies) {
     const auto& s = plan.stats();
     sink_.write({{"type", "offline"},
+                 {"suite", "kernel"},
                  {"precision", prec},
                  {"model", model.name},
                  {"layer", layer.name},
@@ -558,7 +423,7 @@ class Bench {
                  {"n", layer.n},
                  {"k", layer.k},
                  {"k_gemm", v.k_gemm},
-                 {"variant", v.name},
+                 {"variant", v.spec.name},
                  {"backend", plan.backend_name()},
                  {"compress_ms", s.compress_ms},
                  {"search_ms", s.search_ms},
@@ -574,59 +439,63 @@ class Bench {
     const std::string pname = ss::gemm_precision_name(prec);
     const int64_t n = layer.n, k = layer.k;
     const size_t arena_bytes = size_t(o_.rotate_mib * 1024 * 1024);
-    const ss::GemmProblem dense_p{m, n, k, prec, false};
-    const ss::GemmLayout lk = ss::gemm_layout(dense_p);
-    std::optional<XArena> arena_k;  // X on K: dense timing, 2:4 timing, dense references
-    DevMem d(lk.d_bytes()), d_ref(lk.d_bytes());
-    std::map<std::string, double> speedups;
+    const ss::GemmLayout lk = ss::gemm_layout(ss::GemmProblem{m, n, k, prec, false});
+    std::optional<XArena> arena_k;  // X on K: dense timing, 2:4 timing, dense references on K
+    std::map<std::string, double> speedups, times;
     double t_dense = 0;
     const uint64_t vseed = mix(o_.seed + uint64_t(m) * 7919 + uint64_t(n));
 
     for (Variant& v : variants) {
-      if (!context_lost_.empty()) break;
+      if (!tally_.context_lost.empty()) break;
       try {
-        const bool sparse = v.pattern_n > 0;
-        const ss::GemmProblem p{m, n, v.k_gemm, prec, sparse};
+        const ss::GemmProblem p{m, n, v.k_gemm, prec, v.sparse};
         const ss::GemmLayout l = ss::gemm_layout(p);
+        const ss::GemmProblem ref_p{m, n, v.k_ref, prec, false};
+        const ss::GemmLayout lref = ss::gemm_layout(ref_p);
         if (!arena_k) arena_k.emplace(make_arena(x.data(), m, lk, arena_bytes));
-        std::optional<XArena> arena_kp;
-        if (v.slide) arena_kp.emplace(make_arena(v.x_lifted.data(), m, l, arena_bytes));
-        const XArena& xa = v.slide ? *arena_kp : *arena_k;
+        std::optional<XArena> arena_own;
+        if (!v.x_own.empty()) arena_own.emplace(make_arena(v.x_own.data(), m, l, arena_bytes));
+        const XArena& xa = arena_own ? *arena_own : *arena_k;
+        // The reference reads X on k_ref: the shared X on K, or the native-K' variant's own X.
+        const XArena& xref = v.slide ? *arena_k : xa;
         const size_t w_bytes = l.w_bytes(n);
         const int copies = int(std::clamp<int64_t>(int64_t((arena_bytes + w_bytes - 1) / w_bytes), 1,
                                                    int64_t(o_.max_weight_copies)));
         auto plans = make_plans(p, v.w_gemm_dev, copies);
         offline_record(pname, model, layer, m, v, *plans[0], copies);
+        DevMem d(l.d_bytes()), d_ref(lref.d_bytes());
 
         Verdict verdict;
-        if (sparse) {
+        if (v.sparse) {
           // The dense reference on the same pruned operands (heuristic algorithm, no search).
-          auto ref = ss::make_cublaslt_plan(dense_p, plan_options(false));
+          auto ref = ss::make_cublaslt_plan(ref_p, plan_options(false));
           ref->prepare_weight(v.w_pruned_dev.get(), stream_);
-          BENCH_CUDA(cudaMemsetAsync(d.get(), 0x7F, lk.d_bytes(), stream_));
-          BENCH_CUDA(cudaMemsetAsync(d_ref.get(), 0x7F, lk.d_bytes(), stream_));
-          ref->run(arena_k->slot(0), d_ref.get(), nullptr, stream_);
+          BENCH_CUDA(cudaMemsetAsync(d.get(), 0x7F, l.d_bytes(), stream_));
+          BENCH_CUDA(cudaMemsetAsync(d_ref.get(), 0x7F, lref.d_bytes(), stream_));
+          ref->run(xref.slot(0), d_ref.get(), nullptr, stream_);
           plans[0]->run(xa.slot(0), d.get(), nullptr, stream_);
           BENCH_CUDA(cudaStreamSynchronize(stream_));
-          const auto rows = sample_rows(m, o_.verify_rows, vseed);
-          verdict = compare_rows(prec, lk, n, fetch_rows(d.get(), lk, rows), fetch_rows(d_ref.get(), lk, rows),
+          const auto rows = sample_rows(m, kVerifyRows, vseed);
+          verdict = compare_rows(prec, lref, n, fetch_rows(d.get(), lref, rows), fetch_rows(d_ref.get(), lref, rows),
                                  rows.size());
           if (verdict.ok && v.slide)
-            verdict = cpu_check_slide(prec, v, x, m, n, k, lk, d.get(), o_.verify_points, vseed);
+            verdict = cpu_check_slide(prec, v, x, m, n, k, lref, d.get(), kVerifyPoints, vseed);
           if (!verdict.ok) {
-            ++verify_failures_;
-            std::cout << fmt::format("  VERIFY FAILED {} {} {} m={} {}: {}\n", pname, model.name, layer.name, m,
-                                     v.name, verdict.note)
-                      << std::flush;
+            ++tally_.verification_failures;
+            out_ << fmt::format("  VERIFY FAILED {} {} {} m={} {}: {}\n", pname, model.name, layer.name, m,
+                                v.spec.name, verdict.note)
+                 << std::flush;
           }
         }
         const double us = time_gemm(plans, xa, d.get(), o_.warmup, o_.reps, stream_);
-        if (!sparse) t_dense = us;
+        if (!v.sparse) t_dense = us;
+        times[v.spec.name] = us;
         const double tflops = 2.0 * double(m) * double(n) * double(k) / (us * 1e-6) / 1e12;
         const double speedup = t_dense > 0 ? t_dense / us : 0;
-        if (sparse) speedups[v.name] = speedup;
+        if (v.sparse) speedups[v.spec.name] = speedup;
         else speedups["dense"] = tflops;
         json row = {{"type", "gemm"},
+                    {"suite", "kernel"},
                     {"precision", pname},
                     {"model", model.name},
                     {"layer", layer.name},
@@ -634,113 +503,57 @@ class Bench {
                     {"n", n},
                     {"k", k},
                     {"k_gemm", v.k_gemm},
-                    {"variant", v.name},
+                    {"variant", v.spec.name},
                     {"backend", plans[0]->backend_name()},
                     {"time_us", us},
                     {"tflops", tflops},
-                    {"speedup_vs_dense", t_dense > 0 ? json(speedup) : json(nullptr)},
+                    {"speedup_vs_dense", v.sparse && t_dense > 0 ? json(speedup) : json(nullptr)},
                     {"plan", plans[0]->describe()},
                     {"weight_copies", copies},
                     {"x_slots", xa.slots},
-                    {"verified", sparse ? json(verdict.ok) : json(nullptr)},
-                    {"verify_rel_err", sparse ? json(verdict.rel_err) : json(nullptr)}};
+                    {"verified", v.sparse ? json(verdict.ok) : json(nullptr)},
+                    {"verify_rel_err", v.sparse ? json(verdict.rel_err) : json(nullptr)}};
+        if (v.spec.kind == VariantSpec::Kind::kNativeKPrime) {
+          // The same GEMM shape as the slid pattern: what sliding costs beyond its FLOPs.
+          const std::string slid = ss::Pattern::from_n(v.spec.pattern_n).str();
+          row["tflops"] = nullptr;  // not the dense-equivalent FLOPs of this layer: its K' is real work
+          row["native_kprime_of"] = slid;
+          const auto it = times.find(slid);
+          row["slide_over_native"] = it != times.end() ? json(it->second / us) : json(nullptr);
+        }
         if (!verdict.ok) row["verify_note"] = verdict.note;
         sink_.write(row);
-        rows_.push_back({pname, model.name, layer.name, v.name, m, n, k, v.k_gemm, us, tflops, speedup});
+        ++tally_.records;
       } catch (const std::exception& e) {
-        error_record(pname, model.name, layer.name, m, v.name, e);
+        tally_.error(sink_, out_, where(pname, model.name, layer.name, m, v.spec.name), e);
       }
     }
-    std::cout << fmt::format("{:<5} {:<12} {:<8} {:>6} {:>6} {:>6} | {:>10.1f} {:>7.0f} |", pname, model.name,
-                             layer.name, m, n, k, t_dense, speedups.count("dense") ? speedups["dense"] : 0.0);
+    out_ << fmt::format("{:<5} {:<12} {:<8} {:>6} {:>6} {:>6} | {:>10.1f} {:>7.0f} |", pname, model.name, layer.name, m,
+                        n, k, t_dense, speedups.count("dense") ? speedups["dense"] : 0.0);
     for (const auto& v : o_.variants) {
-      if (v == "dense") continue;
-      if (speedups.count(v)) std::cout << fmt::format(" {:>6.2f}x", speedups[v]);
-      else std::cout << fmt::format(" {:>7}", "-");
+      if (v.kind == VariantSpec::Kind::kDense) continue;
+      if (speedups.count(v.name)) out_ << fmt::format(" {:>7.2f}x", speedups[v.name]);
+      else out_ << fmt::format(" {:>8}", "-");
     }
-    std::cout << "\n" << std::flush;
+    out_ << "\n" << std::flush;
   }
 
-  Options o_;
-  ss::BackendEnv env_;
-  Sink sink_;
+  const BenchOptions& o_;
+  const ss::BackendEnv& env_;
+  Sink& sink_;
+  std::ostream& out_;
+  Budget budget_;
+  Tally tally_;
   std::unique_ptr<ss::PlanCache> cache_;
   cudaStream_t stream_ = nullptr;
-  Clock::time_point t0_;
-  std::vector<Row> rows_;
-  int errors_ = 0, verify_failures_ = 0;
   double last_prep_s_ = 0;
-  std::string context_lost_;
 };
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options o;
-  CLI::App app{"slidesparse_bench_gemm: dense vs 2:4 vs slid (2N-2):2N GEMMs on LLM layer shapes"};
-  app.add_option("--precisions", o.precisions, "i8, e4m3, bf16 (f16 too)")->delimiter(',');
-  std::string model_help = "models (default qwen2.5-7b,llama3-8b; 'all' for every one):";
-  for (const auto& m : models()) model_help += std::string(" ") + m.name;
-  app.add_option("--models", o.models, model_help)->delimiter(',');
-  app.add_option("--layers", o.layers, "subset of qkv,o,gate_up,down")->delimiter(',');
-  app.add_option("--ms", o.ms, "token counts m")->delimiter(',');
-  app.add_option("--variants", o.variants, "dense,2:4,4:6,6:8,8:10 (dense is always measured first)")->delimiter(',');
-  app.add_option("--out", o.out, "JSON Lines output file");
-  app.add_option("--git-sha", o.git_sha, "commit recorded in the env record");
-  app.add_option("--plan-cache", o.plan_cache, "algorithm-choice cache (JSON), loaded and saved");
-  app.add_option("--max-seconds", o.max_seconds, "stop cleanly (between GEMM shapes) after this many seconds");
-  app.add_option("--reps", o.reps, "timed launches per GEMM (median; >= 20)")->check(CLI::Range(20, 100000));
-  app.add_option("--warmup", o.warmup, "untimed launches first");
-  app.add_option("--search-iters", o.search_iters, "launches per candidate during algorithm search");
-  app.add_option("--dense-top-n", o.dense_top_n, "cuBLASLt heuristic candidates timed");
-  app.add_option("--rotate-mib", o.rotate_mib, "X arena / weight copies size, MiB (> L2)");
-  app.add_option("--max-weight-copies", o.max_weight_copies, "weight copies (plans) rotated at most");
-  app.add_option("--seed", o.seed, "data seed");
-  app.add_option("--threads", o.threads, "CPU threads for data preparation (0: all)");
-  CLI11_PARSE(app, argc, argv);
-
-  if (o.models.size() == 1 && o.models[0] == "all") {
-    o.models.clear();
-    for (const auto& m : models()) o.models.push_back(m.name);
-  }
-  for (const auto& p : o.precisions)
-    if (!ss::gemm_precision_from_name(p)) {
-      std::cerr << "unknown precision '" << p << "' (i8, e4m3, bf16, f16)\n";
-      return 2;
-    }
-  for (const auto& name : o.models) {
-    bool found = false;
-    for (const auto& m : models()) found |= name == m.name;
-    if (!found) {
-      std::cerr << "unknown model '" << name << "'\n";
-      return 2;
-    }
-  }
-  // Dense first: every speedup needs the dense time of the same shape.
-  o.variants.erase(std::remove(o.variants.begin(), o.variants.end(), "dense"), o.variants.end());
-  o.variants.insert(o.variants.begin(), "dense");
-  for (const auto& v : o.variants) {
-    if (v == "dense") continue;
-    try {
-      ss::Pattern::parse(v);
-    } catch (const ss::Error& e) {
-      std::cerr << "bad variant '" << v << "': " << e.what() << "\n";
-      return 2;
-    }
-  }
-  for (int64_t m : o.ms)
-    if (m < 1) {
-      std::cerr << "m must be >= 1\n";
-      return 2;
-    }
-  try {
-    Bench bench(o, ss::backend_env());
-    return bench.run();
-  } catch (const ss::Error& e) {
-    std::cerr << "slidesparse_bench_gemm: " << ss::status_name(e.status()) << ": " << e.what() << "\n";
-    return e.status() == ss::Status::kUnsupported ? 3 : 1;
-  } catch (const std::exception& e) {
-    std::cerr << "slidesparse_bench_gemm: " << e.what() << "\n";
-    return 1;
-  }
+json run_kernel_suite(const BenchOptions& o, const ss::BackendEnv& env, Sink& sink, std::ostream& out) {
+  KernelSuite suite(o, env, sink, out);
+  return suite.run();
 }
+
+}  // namespace slidesparse::bench

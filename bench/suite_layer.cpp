@@ -1,32 +1,38 @@
-// slidesparse_bench_layer: full-layer time of SlideLinear (quant+lift -> GEMM -> scale epilogue)
-// on LLM layer shapes, the dense layer (quantize -> cuBLASLt on K -> the same epilogue) as the
-// baseline, one harness for all of them.
+// `slidesparse bench --suite layer`: full-layer time of SlideLinear (quant+lift -> GEMM -> scale
+// epilogue) on LLM layer shapes, the dense layer (quantize -> cuBLASLt on K -> the same epilogue)
+// as the baseline, one harness for all of them.
 //
 // For every precision x model layer (n, K) x variant x m:
-//   dense          SlideLinear dense_only: W unpruned, per-channel quantized, cuBLASLt on K
+//   dense        SlideLinear dense_only: W unpruned, per-channel quantized, cuBLASLt on K
 //   2:4 4:6 6:8 8:10   SlideLinear with that pattern on its sparse path (cuSPARSELt on K')
-// Each variant's layer is built once (from_dense: prune, quantize, slide, upload; its host time
-// is the "offline" record), then every m runs on that layer: the first forward creates the m's
-// bucket (plan, algorithm search, buffers: "plan_ms"), a sampled check against float64 follows,
-// then the timings. Weights are N(0, 1) * 0.02 (qkv gets a bias, as in Qwen2.5), X is N(0, 1) in
-// bf16.
+//   2:4@P        (--native-kprime) a native 2:4 SlideLinear of width K'(P): X[m, K'] is quantized
+//                without lifting, then the same GEMM shape as P. slide_over_native = t(P) / t(2:4@P)
+//                (full layer and GEMM alone) is what sliding costs beyond its FLOPs.
+//   auto:P       (--policy P) SlideLinear P with its measured crossover (dense_below_m = -1) on
+//                LinearPath::kAuto: the small-m policy; speedup_vs_dense must stay >= 0.98.
+// Each variant's layer is built once (from_dense: prune, quantize, slide, upload, and for auto:P
+// the crossover probes; its host time is the "offline" record), then every m runs on that layer:
+// the first forward creates the m's bucket (plan, algorithm search, buffers: "plan_ms"), a sampled
+// check against float64 follows, then the timings. All layers share one plan cache (--plan-cache,
+// else in memory), so 2:4@P and P run the same GEMM algorithm. Weights are N(0, 1) * 0.02 (qkv
+// gets a bias, as in Qwen2.5), X is N(0, 1) in bf16.
 // Timing: CUDA events around each call, warm-up, median of --reps. Before every timed call the L2
-// is flushed (a --flush-mib memset between the events of consecutive calls) and X rotates through
-// an arena of --rotate-mib, so every call reads X and W from DRAM, as a layer inside a model does.
-// Per (variant, m): the full forward, and each stage alone on the warmed bucket (quant+lift, GEMM,
-// epilogue). Speedups are against the dense layer of the same shape (full layer, and GEMM alone).
-// Host overhead, per (layer, variant) at --host-m rows with a warmed bucket:
-//   host_us        host clock per forward() call, 1000 calls issued in batches of 100 behind a
+// is flushed (a --flush-mib memset outside the events) and X rotates through an arena of
+// --rotate-mib, so every call reads X and W from DRAM, as a layer inside a model does.
+// Per (variant, m): the full forward and each stage alone on the warmed bucket (quant+lift, GEMM,
+// epilogue; not for auto:P). The two memory-bound stages are set against a device-to-device copy
+// of the same bytes timed the same way in the same run (copy_quant_us, copy_epilogue_us), and
+// full_over_gemm_plus_quant_bound = full / (GEMM + copy_quant) is the acceptance ratio "full layer
+// within 5% of the GEMM plus a bandwidth-bound quant pass".
+// Host overhead, per (layer, variant) at --host-m rows with a warmed bucket (dense and patterns):
+//   host_us        host clock per forward() call, --host-calls calls issued in batches behind a
 //                  stream gate (a host function that holds the stream), so the GPU never makes
 //                  the host wait: the pure cost of issuing one forward (three launches)
-//   back_to_back_us  1000 forward() calls then one synchronize, per call: GPU-bound at small m
+//   back_to_back_us  the calls then one synchronize, per call: GPU-bound at small m
 //   graph_host_us  the same gated measurement for cudaGraphLaunch of a captured forward
 //   graph_gpu_us / eager_gpu_us  event-timed median of a replay / an eager forward (no flush)
-// Output: a table on stdout and JSON Lines (--out): "env", per layer variant an "offline" record,
-// per (variant, m) a "layer" record, per (layer, variant) a "host" record, "error" records, per
-// (precision, model, m, variant) a "model" record (the four linears summed), a final "summary".
-// --max-seconds stops cleanly between units, keeping everything written so far.
-#include <CLI/CLI.hpp>
+//   graph_identical  the replayed Y equals the eager Y byte for byte
+// Records: "offline", "layer", "host", "model" (the four linears summed), "error".
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
@@ -36,87 +42,46 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <ctime>
-#include <fstream>
 #include <functional>
-#include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "backends/backend.hpp"
+#include "backends/plan_cache.hpp"
 #include "slidesparse/error.hpp"
 #include "slidesparse/pattern.hpp"
 #include "slidesparse/prune.hpp"
+#include "slidesparse/slide.hpp"
 #include "slidesparse/slide_linear.hpp"
 #include "slidesparse/types.hpp"
 
+#include "bench.hpp"
 #include "bench_common.hpp"
+#include "suites.hpp"
 
-namespace ss = slidesparse;
-using namespace slidesparse::bench;
-using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
+namespace slidesparse::bench {
 namespace {
 
-struct Options {
-  std::vector<std::string> precisions{"i8", "e4m3"};
-  std::vector<std::string> models{"qwen2.5-7b"};
-  std::vector<std::string> layers;  // empty: all four
-  std::vector<int64_t> ms{16, 64, 256, 1024, 4096, 8192, 16384};
-  std::vector<std::string> variants{"dense", "2:4", "4:6", "6:8", "8:10"};
-  std::string out;
-  std::string git_sha = "unknown";
-  double max_seconds = 420;
-  int reps = 20;
-  int warmup = 3;
-  bool search = true;
-  int search_iters = 5;
-  double flush_mib = 128;   // > 2x the 50 MB L2 of H100/H200
-  double rotate_mib = 128;
-  int host_calls = 1000;
-  int host_batch = 100;
-  int64_t host_m = 16;
-  int verify_points = 64;
-  uint64_t seed = 1;
-  int threads = 0;
-};
+namespace ss = slidesparse;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using Kind = VariantSpec::Kind;
 
-int hw_threads(const Options& o) { return resolve_threads(o.threads); }
+constexpr int64_t kXBlockRows = 256;        // distinct X rows; the arena repeats them
+constexpr size_t kCopyCapBytes = size_t(1) << 30;  // copy baseline: above this, scaled linearly
 
 // N(0, 1) from a counter (Box-Muller on two hashed uniforms), reproducible and thread-independent.
 float gauss(uint64_t key) {
   const uint64_t a = mix(key), b = mix(key ^ 0xD1B54A32D192ED03ull);
   const double u1 = (double(a >> 11) + 1.0) * 0x1.0p-53, u2 = double(b >> 11) * 0x1.0p-53;
   return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-}
-
-class Events {
- public:
-  explicit Events(size_t n) : ev_(n) {
-    for (auto& e : ev_) BENCH_CUDA(cudaEventCreate(&e));
-  }
-  ~Events() {
-    for (auto& e : ev_) cudaEventDestroy(e);
-  }
-  Events(const Events&) = delete;
-  Events& operator=(const Events&) = delete;
-  cudaEvent_t operator[](size_t i) const { return ev_[i]; }
-
- private:
-  std::vector<cudaEvent_t> ev_;
-};
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t h = v.size() / 2;
-  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 // Holds a stream until released (or 5 s passed, so a mistake cannot hang the run): work issued
@@ -153,61 +118,40 @@ double gated_host_us(const std::function<void()>& issue, int calls, int batch, c
 
 struct Timing {
   double full_us = 0, quant_us = 0, gemm_us = 0, epilogue_us = 0;
+  double copy_quant_us = 0, copy_epilogue_us = 0;  // D2D copies of the stages' bytes
+  bool stages = false;                             // the stage fields were measured
 };
 
-struct VariantResult {  // per m
-  Timing t;
-  int64_t k_gemm = 0;
-  bool ok = false;
-};
+std::optional<ss::LinearPrecision> linear_precision_from_name(const std::string& s) {
+  if (s == "i8") return ss::LinearPrecision::kI8;
+  if (s == "e4m3") return ss::LinearPrecision::kE4M3;
+  if (s == "bf16") return ss::LinearPrecision::kBF16;
+  return std::nullopt;
+}
 
-class Bench {
+class LayerSuite {
  public:
-  Bench(Options o, ss::BackendEnv env) : o_(std::move(o)), env_(std::move(env)), sink_(o_.out) {
-    t0_ = Clock::now();
+  LayerSuite(const BenchOptions& o, const ss::BackendEnv& env, Sink& sink, std::ostream& out)
+      : o_(o), env_(env), sink_(sink), out_(out) {
+    budget_.max_seconds = o_.max_seconds;
+    cache_ = o_.plan_cache.empty() ? std::make_unique<ss::PlanCache>(env_.key())
+                                   : ss::PlanCache::load(o_.plan_cache, env_.key());
     BENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (o_.flush_mib > 0) flush_ = DevMem(size_t(o_.flush_mib * 1024 * 1024));
   }
-  ~Bench() { cudaStreamDestroy(stream_); }
+  ~LayerSuite() { cudaStreamDestroy(stream_); }
+  LayerSuite(const LayerSuite&) = delete;
+  LayerSuite& operator=(const LayerSuite&) = delete;
 
-  int run() {
-    sink_.write({{"type", "env"},
-                 {"date", now_utc()},
-                 {"git_sha", o_.git_sha},
-                 {"gpu", env_.gpu_name},
-                 {"sm", env_.sm},
-                 {"sm_count", env_.sm_count},
-                 {"clock_mhz", env_.clock_khz / 1000},
-                 {"mem_clock_mhz", env_.mem_clock_khz / 1000},
-                 {"l2_bytes", env_.l2_bytes},
-                 {"driver_version", env_.driver_version},
-                 {"runtime_version", env_.runtime_version},
-                 {"cusparselt_version", env_.cusparselt_version},
-                 {"cublaslt_version", env_.cublaslt_version},
-                 {"reps", o_.reps},
-                 {"warmup", o_.warmup},
-                 {"search", o_.search},
-                 {"search_iters", o_.search_iters},
-                 {"flush_mib", o_.flush_mib},
-                 {"rotate_mib", o_.rotate_mib},
-                 {"host_calls", o_.host_calls},
-                 {"host_m", o_.host_m},
-                 {"seed", o_.seed},
-                 {"max_seconds", o_.max_seconds}});
-    std::cout << fmt::format("{} (sm_{}, {} SMs), driver {}, runtime {}, cuSPARSELt {}, cuBLASLt {}\n", env_.gpu_name,
-                             env_.sm, env_.sm_count, env_.driver_version, env_.runtime_version,
-                             env_.cusparselt_version, env_.cublaslt_version)
-              << std::flush;
+  json run() {
     bool stopped = false;
     for (const auto& pname : o_.precisions) {
       for (const auto& mname : o_.models) {
-        const Model* model = nullptr;
-        for (const auto& m : models())
-          if (mname == m.name) model = &m;
+        const Model* model = find_model(mname);
         for (const Layer& layer : model->layers) {
           if (!o_.layers.empty() && std::find(o_.layers.begin(), o_.layers.end(), layer.name) == o_.layers.end())
             continue;
-          if (stopped || out_of_time(0) || !context_lost_.empty()) {
+          if (stopped || budget_.out_of_time(0) || !tally_.context_lost.empty()) {
             stopped = true;
             break;
           }
@@ -217,40 +161,32 @@ class Bench {
       }
       if (stopped) break;
     }
-    const double elapsed = seconds();
-    sink_.write({{"type", "summary"},
-                 {"records", records_},
-                 {"errors", errors_},
-                 {"verification_failures", verify_failures_},
-                 {"completed", !stopped},
-                 {"context_lost", context_lost_},
-                 {"elapsed_s", elapsed}});
-    std::cout << fmt::format("\n{} layer records, {} errors, {} verification failures, {:.0f} s{}\n", records_,
-                             errors_, verify_failures_, elapsed,
-                             stopped ? fmt::format(" (stopped at the {:.0f} s budget)", o_.max_seconds) : "");
-    return (errors_ == 0 && verify_failures_ == 0) ? 0 : 1;
+    if (!o_.plan_cache.empty()) cache_->save(o_.plan_cache);
+    return {{"records", tally_.records},
+            {"errors", tally_.errors},
+            {"verification_failures", tally_.verification_failures},
+            {"completed", !stopped},
+            {"context_lost", tally_.context_lost},
+            {"policy_min_speedup", policy_min_}};
   }
 
  private:
-  double seconds() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
-  bool out_of_time(double expect_s) const { return seconds() + expect_s > o_.max_seconds; }
-
-  void error_record(const std::string& prec, const std::string& model, const std::string& layer, int64_t m,
-                    const std::string& variant, const std::exception& e) {
-    ++errors_;
-    json j = {{"type", "error"}, {"precision", prec}, {"model", model}, {"layer", layer},
-              {"m", m},          {"variant", variant}, {"message", e.what()}};
-    if (auto* se = dynamic_cast<const ss::Error*>(&e)) j["status"] = ss::status_name(se->status());
-    sink_.write(j);
-    std::cout << fmt::format("  ERROR {} {} {} m={} {}: {}\n", prec, model, layer, m, variant, e.what()) << std::flush;
-    const cudaError_t st = cudaDeviceSynchronize();
-    if (st != cudaSuccess) {
-      context_lost_ = fmt::format("{}: {}", cudaGetErrorName(st), cudaGetErrorString(st));
-      std::cout << "  CUDA context lost (" << context_lost_ << "): stopping\n" << std::flush;
-    }
+  static json where(const std::string& prec, const std::string& model, const std::string& layer, int64_t m,
+                    const std::string& variant) {
+    return {{"precision", prec}, {"model", model}, {"layer", layer}, {"m", m}, {"variant", variant}};
   }
 
-  // X arena: slots of [m, k] bf16 rows; row r of the arena is host block row r % block_rows.
+  // kXBlockRows distinct bf16 rows of length k (N(0, 1)); row r of any arena is block row r % rows.
+  const std::vector<uint16_t>& x_block(int64_t k) {
+    auto& b = x_blocks_[k];
+    if (b.empty()) {
+      b.resize(size_t(kXBlockRows * k));
+      for (size_t i = 0; i < b.size(); ++i) b[i] = ss::f32_to_bf16(gauss(mix(o_.seed + 77 + uint64_t(k)) + i));
+    }
+    return b;
+  }
+
+  // X arena: slots of [m, k] bf16 rows, at least --rotate-mib in all.
   struct Arena {
     DevMem mem;
     size_t slot_bytes = 0;
@@ -264,8 +200,9 @@ class Bench {
     a.slots = std::max<int64_t>(2, int64_t((target + a.slot_bytes - 1) / a.slot_bytes));
     const size_t total = a.slot_bytes * size_t(a.slots);
     a.mem = DevMem(total);
-    const size_t block = x_block_.size() * 2;
-    BENCH_CUDA(cudaMemcpy(a.mem.get(), x_block_.data(), std::min(block, total), cudaMemcpyHostToDevice));
+    const auto& blk = x_block(k);
+    const size_t block = blk.size() * 2;
+    BENCH_CUDA(cudaMemcpy(a.mem.get(), blk.data(), std::min(block, total), cudaMemcpyHostToDevice));
     for (size_t have = std::min(block, total); have < total;) {  // doubling copies, whole block rows
       const size_t nbytes = std::min(have, total - have);
       BENCH_CUDA(cudaMemcpy(a.mem.get() + have, a.mem.get(), nbytes, cudaMemcpyDeviceToDevice));
@@ -275,30 +212,39 @@ class Bench {
     return a;
   }
 
-  // Median us of `call(i)` over reps, each between its own events, L2 flushed before each.
+  // Median us of `call(i)`, the L2 flushed before each timed call.
   double time_calls(const std::function<void(int64_t)>& call) {
-    for (int i = 0; i < o_.warmup; ++i) call(i);
-    Events ev(size_t(2 * o_.reps));
-    for (int r = 0; r < o_.reps; ++r) {
+    return time_events_us(call, o_.warmup, o_.reps, stream_, [&](int r) {
       if (flush_.bytes() > 0) BENCH_CUDA(cudaMemsetAsync(flush_.get(), r & 0xFF, flush_.bytes(), stream_));
-      BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r)], stream_));
-      call(o_.warmup + r);
-      BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r + 1)], stream_));
+    });
+  }
+
+  // A device-to-device copy moving `bytes` in all (bytes/2 read + bytes/2 written), timed like the
+  // stages; above 2 x kCopyCapBytes the cap is timed and scaled (the copy is at full bandwidth).
+  double copy_us(size_t bytes) {
+    const auto it = copy_us_.find(bytes);
+    if (it != copy_us_.end()) return it->second;
+    const size_t half = std::max<size_t>(bytes / 2, 256);
+    const size_t timed = std::min(half, kCopyCapBytes);
+    if (copy_src_.bytes() < timed) {
+      copy_src_ = DevMem();
+      copy_dst_ = DevMem();
+      copy_src_ = DevMem(timed);
+      copy_dst_ = DevMem(timed);
+      BENCH_CUDA(cudaMemset(copy_src_.get(), 1, timed));
     }
-    BENCH_CUDA(cudaStreamSynchronize(stream_));
-    std::vector<double> us;
-    for (int r = 0; r < o_.reps; ++r) {
-      float ms = 0;
-      BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(2 * r)], ev[size_t(2 * r + 1)]));
-      us.push_back(double(ms) * 1e3);
-    }
-    return median(std::move(us));
+    const double us = time_calls([&](int64_t) {
+      BENCH_CUDA(cudaMemcpyAsync(copy_dst_.get(), copy_src_.get(), timed, cudaMemcpyDeviceToDevice, stream_));
+    });
+    const double scaled = us * double(half) / double(timed);
+    copy_us_[bytes] = scaled;
+    return scaled;
   }
 
   // Y at sampled (i, j) against float64 X . W_pruned^T (+ bias), relative error over the points.
-  double verify(const Layer& L, const std::optional<ss::Pattern>& pat,
-                const void* y_dev, int64_t m, uint64_t seed) {
+  double verify(const Layer& L, const std::optional<ss::Pattern>& pat, const void* y_dev, int64_t m, uint64_t seed) {
     const int64_t k = L.k, n = L.n;
+    const auto& blk = x_block(k);
     double num = 0, den = 0;
     std::vector<float> wrow(static_cast<size_t>(k));
     std::vector<uint8_t> keep(static_cast<size_t>(k));
@@ -311,8 +257,7 @@ class Bench {
         for (int64_t q = 0; q < k; ++q)
           if (!keep[size_t(q)]) wrow[size_t(q)] = 0;
       }
-      // Arena slot 0, row i = host block row i % block rows.
-      const uint16_t* xr = &x_block_[size_t((i % x_block_rows_) * k)];
+      const uint16_t* xr = &blk[size_t((i % kXBlockRows) * k)];  // arena slot 0, row i
       double ref = L.bias ? bias_[size_t(j)] : 0.0;
       for (int64_t q = 0; q < k; ++q) ref += double(ss::bf16_to_f32(xr[q])) * double(wrow[size_t(q)]);
       uint16_t got = 0;
@@ -331,55 +276,79 @@ class Bench {
     return p == ss::LinearPrecision::kI8 ? 0.05 : p == ss::LinearPrecision::kE4M3 ? 0.12 : 0.03;
   }
 
-  float weight(const Layer& L, int64_t j, int64_t q) const {
-    return 0.02f * gauss(w_seed_ + uint64_t(j * L.k + q));
+  float weight(const Layer& L, int64_t j, int64_t q) const { return 0.02f * gauss(w_seed_ + uint64_t(j * L.k + q)); }
+
+  // The layer a variant runs: the model's (n, K), or (n, K') for a native-K' variant.
+  static Layer layer_of(const Layer& L, const VariantSpec& v) {
+    if (v.kind != Kind::kNativeKPrime) return L;
+    Layer l = L;
+    l.k = ss::slide_k(ss::Pattern::from_n(v.pattern_n), L.k);
+    return l;
   }
 
   void run_layer(const std::string& pname, const Model& model, const Layer& L, bool& stopped) {
-    const int threads = hw_threads(o_);
+    const int threads = resolve_threads(o_.threads);
     const auto prec = *linear_precision_from_name(pname);
-    const int64_t n = L.n, k = L.k;
-    w_seed_ = mix(o_.seed ^ uint64_t(n * 1000003 + k));
-    const auto t_data = Clock::now();
-    std::vector<float> w(size_t(n * k));
-    parallel_for(n, threads, [&](int64_t b, int64_t e) {
-      for (int64_t j = b; j < e; ++j)
-        for (int64_t q = 0; q < k; ++q) w[size_t(j * k + q)] = weight(L, j, q);
-    });
+    const int64_t n = L.n;
+    w_seed_ = mix(o_.seed ^ uint64_t(n * 1000003 + L.k));
     bias_.assign(size_t(n), 0.0f);
     for (int64_t j = 0; j < n; ++j) bias_[size_t(j)] = 0.1f * gauss(~w_seed_ + uint64_t(j));
-    x_block_rows_ = 256;
-    x_block_.resize(size_t(x_block_rows_ * k));
-    for (size_t i = 0; i < x_block_.size(); ++i) x_block_[i] = ss::f32_to_bf16(gauss(mix(o_.seed + 77) + i));
-    const double data_s = std::chrono::duration<double>(Clock::now() - t_data).count();
-
-    const int64_t m_max = *std::max_element(o_.ms.begin(), o_.ms.end());
+    const int64_t m_max = o_.ms.back();
     DevMem y(size_t(m_max * n) * 2);
-    std::map<std::string, std::map<int64_t, VariantResult>> results;  // variant -> m -> result
+    std::map<std::string, std::map<int64_t, Timing>> results;  // variant -> m -> timing
 
-    for (const std::string& vname : o_.variants) {
-      if (stopped || !context_lost_.empty()) break;
-      if (vname != "dense" && !ss::cusparselt_compiled()) continue;
+    for (const VariantSpec& spec : o_.variants) {
+      if (stopped || !tally_.context_lost.empty()) break;
+      const Layer VL = layer_of(L, spec);
       std::optional<ss::SlideLinear> layer;
-      std::optional<ss::Pattern> pat;
-      if (vname != "dense") pat = ss::Pattern::parse(vname);
-      const ss::LinearPath path = pat ? ss::LinearPath::kSparse : ss::LinearPath::kDense;
+      std::optional<ss::Pattern> pat;  // the weight's pattern (pruning) on VL
+      if (spec.kind == Kind::kSparse || spec.kind == Kind::kAuto) pat = ss::Pattern::from_n(spec.pattern_n);
+      if (spec.kind == Kind::kNativeKPrime) pat = ss::Pattern::from_n(2);
+      const ss::LinearPath path = spec.kind == Kind::kDense  ? ss::LinearPath::kDense
+                                  : spec.kind == Kind::kAuto ? ss::LinearPath::kAuto
+                                                             : ss::LinearPath::kSparse;
       try {
+        const auto t_data = Clock::now();
+        std::vector<float> w(size_t(VL.n * VL.k));
+        parallel_for(VL.n, threads, [&](int64_t b, int64_t e) {
+          for (int64_t j = b; j < e; ++j)
+            for (int64_t q = 0; q < VL.k; ++q) w[size_t(j * VL.k + q)] = weight(VL, j, q);
+        });
+        const double data_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_data).count();
         ss::SlideLinearOptions lo;
         lo.precision = prec;
         lo.search = o_.search;
         lo.search_iters = o_.search_iters;
-        lo.dense_below_m = 0;
+        lo.plan_cache = cache_.get();
+        lo.dense_below_m = spec.kind == Kind::kAuto ? -1 : 0;
         if (pat) lo.pattern = *pat;
         else lo.dense_only = true;
         const auto t0 = Clock::now();
-        layer.emplace(ss::SlideLinear::from_dense(w.data(), n, k, lo, L.bias ? bias_.data() : nullptr));
+        layer.emplace(ss::SlideLinear::from_dense(w.data(), VL.n, VL.k, lo, L.bias ? bias_.data() : nullptr));
         const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        sink_.write({{"type", "offline"}, {"precision", pname}, {"model", model.name}, {"layer", L.name},
-                     {"variant", vname}, {"n", n}, {"k", k}, {"k_gemm", pat ? layer->k_sparse() : layer->k_dense()},
-                     {"from_dense_ms", build_ms}});
+        json off = {{"type", "offline"},
+                    {"suite", "layer"},
+                    {"precision", pname},
+                    {"model", model.name},
+                    {"layer", L.name},
+                    {"variant", spec.name},
+                    {"n", n},
+                    {"k", L.k},
+                    {"k_layer", VL.k},
+                    {"k_gemm", pat ? layer->k_sparse() : layer->k_dense()},
+                    {"weights_ms", data_ms},
+                    {"from_dense_ms", build_ms}};
+        if (spec.kind == Kind::kAuto) {
+          json probes = json::array();
+          for (const auto& p : layer->crossover_probes())
+            probes.push_back({{"m", p.m}, {"sparse_us", p.sparse_us}, {"dense_us", p.dense_us}});
+          off["crossover_probes"] = probes;
+          const int64_t db = layer->dense_below_m();
+          off["dense_below_m"] = db == std::numeric_limits<int64_t>::max() ? json("never-sparse") : json(db);
+        }
+        sink_.write(off);
       } catch (const std::exception& e) {
-        error_record(pname, model.name, L.name, 0, vname, e);
+        tally_.error(sink_, out_, where(pname, model.name, L.name, 0, spec.name), e);
         continue;
       }
 
@@ -387,112 +356,155 @@ class Bench {
       int64_t last_m = 0;
       for (int64_t m : o_.ms) {
         const double expect = last_m > 0 ? 1.5 * last_unit_s * std::max(1.0, double(m) / double(last_m)) : 0;
-        if (out_of_time(expect) || !context_lost_.empty()) {
+        if (budget_.out_of_time(expect) || !tally_.context_lost.empty()) {
           stopped = true;
           break;
         }
         const auto t_unit = Clock::now();
         try {
-          run_unit(pname, prec, model, L, vname, pat, path, *layer, m, y, results);
-          if (m == o_.host_m || (m == o_.ms.front() && std::find(o_.ms.begin(), o_.ms.end(), o_.host_m) == o_.ms.end()))
-            host_record(pname, model, L, vname, path, *layer, m, y);
+          run_unit(pname, prec, model, L, VL, spec, pat, path, *layer, m, y, results);
+          const bool host_here =
+              m == o_.host_m || (m == o_.ms.front() && std::find(o_.ms.begin(), o_.ms.end(), o_.host_m) == o_.ms.end());
+          if (o_.host && host_here && (spec.kind == Kind::kDense || spec.kind == Kind::kSparse))
+            host_record(pname, model, L, spec.name, path, *layer, m, y);
         } catch (const std::exception& e) {
-          error_record(pname, model.name, L.name, m, vname, e);
+          tally_.error(sink_, out_, where(pname, model.name, L.name, m, spec.name), e);
         }
         last_unit_s = std::chrono::duration<double>(Clock::now() - t_unit).count();
         last_m = m;
       }
     }
+    print_layer_table(pname, model, L, results);
+    for (auto& [v, per_m] : results)
+      for (auto& [m, t] : per_m) sums_[pname][model.name][v][m][L.name] = t;
+  }
 
-    // Table: per m, dense full-layer time and each variant's full-layer (and GEMM-only) speedup.
-    std::cout << fmt::format("\n{} {} {} (n={}, K={}; data {:.1f} s)  full-layer speedup vs dense [GEMM-only]\n",
-                             pname, model.name, L.name, n, k, data_s);
-    std::cout << fmt::format("{:>6} | {:>10} {:>9} {:>9} {:>9} |", "m", "dense us", "quant", "gemm", "epi");
+  // Per m: the dense layer's times, each variant's full-layer (and GEMM-only) speedup.
+  void print_layer_table(const std::string& pname, const Model& model, const Layer& L,
+                         std::map<std::string, std::map<int64_t, Timing>>& results) {
+    out_ << fmt::format("\n{} {} {} (n={}, K={})  full-layer speedup vs dense [GEMM-only]\n", pname, model.name, L.name,
+                        L.n, L.k);
+    out_ << fmt::format("{:>6} | {:>10} {:>9} {:>9} {:>9} |", "m", "dense us", "quant", "gemm", "epi");
     for (const auto& v : o_.variants)
-      if (v != "dense") std::cout << fmt::format(" {:>15}", v);
-    std::cout << "\n";
+      if (v.kind != Kind::kDense) out_ << fmt::format(" {:>15}", v.name);
+    out_ << "\n";
     for (int64_t m : o_.ms) {
       const auto dit = results["dense"].find(m);
       if (dit == results["dense"].end()) continue;
-      const Timing& d = dit->second.t;
-      std::cout << fmt::format("{:>6} | {:>10.1f} {:>9.1f} {:>9.1f} {:>9.1f} |", m, d.full_us, d.quant_us, d.gemm_us,
-                               d.epilogue_us);
+      const Timing& d = dit->second;
+      out_ << fmt::format("{:>6} | {:>10.1f} {:>9.1f} {:>9.1f} {:>9.1f} |", m, d.full_us, d.quant_us, d.gemm_us,
+                          d.epilogue_us);
       for (const auto& v : o_.variants) {
-        if (v == "dense") continue;
-        const auto it = results[v].find(m);
-        if (it == results[v].end()) std::cout << fmt::format(" {:>15}", "-");
+        if (v.kind == Kind::kDense) continue;
+        const auto it = results[v.name].find(m);
+        if (it == results[v.name].end()) out_ << fmt::format(" {:>15}", "-");
+        else if (!it->second.stages) out_ << fmt::format(" {:>6.2f}x {:>7}", d.full_us / it->second.full_us, "");
         else
-          std::cout << fmt::format(" {:>6.2f}x [{:>4.2f}x]", d.full_us / it->second.t.full_us,
-                                   d.gemm_us / it->second.t.gemm_us);
+          out_ << fmt::format(" {:>6.2f}x [{:>4.2f}x]", d.full_us / it->second.full_us, d.gemm_us / it->second.gemm_us);
       }
-      std::cout << "\n";
+      out_ << "\n";
     }
-    std::cout << std::flush;
-    for (auto& [v, per_m] : results)
-      for (auto& [m, r] : per_m) sums_[pname][model.name][v][m][L.name] = r.t;
+    out_ << std::flush;
   }
 
   void run_unit(const std::string& pname, ss::LinearPrecision prec, const Model& model, const Layer& L,
-                const std::string& vname, const std::optional<ss::Pattern>& pat, ss::LinearPath path,
-                ss::SlideLinear& layer, int64_t m, DevMem& y,
-                std::map<std::string, std::map<int64_t, VariantResult>>& results) {
+                const Layer& VL, const VariantSpec& spec, const std::optional<ss::Pattern>& pat, ss::LinearPath path,
+                ss::SlideLinear& layer, int64_t m, DevMem& y, std::map<std::string, std::map<int64_t, Timing>>& results) {
     const int64_t n = L.n, k = L.k;
-    Arena x = make_arena(m, k);
+    Arena x = make_arena(m, VL.k);
     // First call: creates the bucket (plan, algorithm choice, buffers).
     const auto t0 = Clock::now();
     BENCH_CUDA(cudaMemsetAsync(y.get(), 0xFF, size_t(m * n) * 2, stream_));
     layer.forward(x.slot(0), m, y.get(), stream_, path);
     BENCH_CUDA(cudaStreamSynchronize(stream_));
     const double plan_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    const double rel_err = verify(L, pat, y.get(), m, uint64_t(m) * 7919 + uint64_t(n));
+    const bool dense_path = path == ss::LinearPath::kDense || (path == ss::LinearPath::kAuto && layer.takes_dense_path(m));
+    // The auto layer's dense path runs its pruned weight: the reference is pruned either way.
+    const double rel_err = verify(VL, pat, y.get(), m, uint64_t(m) * 7919 + uint64_t(n));
     const bool ok = rel_err <= tolerance(prec);
     if (!ok) {
-      ++verify_failures_;
-      std::cout << fmt::format("  VERIFY FAILED {} {} {} m={} {}: relative error {:.3g} (tolerance {:.2g})\n", pname,
-                               model.name, L.name, m, vname, rel_err, tolerance(prec))
-                << std::flush;
+      ++tally_.verification_failures;
+      out_ << fmt::format("  VERIFY FAILED {} {} {} m={} {}: relative error {:.3g} (tolerance {:.2g})\n", pname,
+                          model.name, L.name, m, spec.name, rel_err, tolerance(prec))
+           << std::flush;
     }
     Timing t;
     auto stage = [&](unsigned stages) {
       return time_calls([&](int64_t i) { layer.forward(x.slot(i), m, y.get(), stream_, path, stages); });
     };
     t.full_us = stage(ss::kStageAll);
-    t.quant_us = stage(ss::kStageQuant);
-    t.gemm_us = stage(ss::kStageGemm);
-    t.epilogue_us = stage(ss::kStageEpilogue);
-    VariantResult& r = results[vname][m];
-    r.t = t;
-    r.k_gemm = pat ? layer.k_sparse() : layer.k_dense();
-    r.ok = ok;
+    const int64_t k_gemm = dense_path ? layer.k_dense() : layer.k_sparse();
+    const size_t acc_bytes = prec == ss::LinearPrecision::kBF16 ? 2 : 4;
+    const size_t quant_bytes = size_t(m) * size_t(VL.k) * 2 + size_t(m) * size_t(k_gemm) * (acc_bytes == 2 ? 2 : 1) +
+                               (acc_bytes == 2 ? 0 : size_t(m) * 4);
+    const size_t epi_bytes = size_t(m) * size_t(n) * (acc_bytes + 2) + (acc_bytes == 2 ? 0 : size_t(m) * 4);
+    if (spec.kind != Kind::kAuto) {
+      t.stages = true;
+      t.quant_us = stage(ss::kStageQuant);
+      t.gemm_us = stage(ss::kStageGemm);
+      t.epilogue_us = stage(ss::kStageEpilogue);
+      t.copy_quant_us = copy_us(quant_bytes);
+      t.copy_epilogue_us = copy_us(epi_bytes);
+    }
+    results[spec.name][m] = t;
     const auto dense = results["dense"].find(m);
-    const bool have_dense = dense != results["dense"].end() && vname != "dense";
+    const bool have_dense = dense != results["dense"].end() && spec.kind != Kind::kDense;
     const double flops = 2.0 * double(m) * double(n) * double(k);
     json rec = {{"type", "layer"},
+                {"suite", "layer"},
                 {"precision", pname},
                 {"model", model.name},
                 {"layer", L.name},
-                {"variant", vname},
+                {"variant", spec.name},
                 {"m", m},
                 {"n", n},
                 {"k", k},
-                {"k_gemm", r.k_gemm},
+                {"k_layer", VL.k},
+                {"k_gemm", k_gemm},
+                {"path", dense_path ? "dense" : "sparse"},
                 {"bias", L.bias},
                 {"bucket_rows", ss::SlideLinear::bucket_rows(m)},
                 {"full_us", t.full_us},
-                {"quant_us", t.quant_us},
-                {"gemm_us", t.gemm_us},
-                {"epilogue_us", t.epilogue_us},
-                {"stages_sum_us", t.quant_us + t.gemm_us + t.epilogue_us},
-                {"tflops", flops / (t.full_us * 1e-6) / 1e12},
-                {"gemm_tflops", flops / (t.gemm_us * 1e-6) / 1e12},
-                {"speedup_vs_dense", have_dense ? json(dense->second.t.full_us / t.full_us) : json(nullptr)},
-                {"gemm_speedup_vs_dense", have_dense ? json(dense->second.t.gemm_us / t.gemm_us) : json(nullptr)},
+                {"tflops", spec.kind == Kind::kNativeKPrime ? json(nullptr) : json(flops / (t.full_us * 1e-6) / 1e12)},
+                {"speedup_vs_dense", have_dense ? json(dense->second.full_us / t.full_us) : json(nullptr)},
                 {"plan_ms", plan_ms},
                 {"x_slots", x.slots},
                 {"verified", ok},
                 {"verify_rel_err", rel_err}};
+    if (t.stages) {
+      rec["quant_us"] = t.quant_us;
+      rec["gemm_us"] = t.gemm_us;
+      rec["epilogue_us"] = t.epilogue_us;
+      rec["stages_sum_us"] = t.quant_us + t.gemm_us + t.epilogue_us;
+      rec["quant_bytes"] = quant_bytes;
+      rec["epilogue_bytes"] = epi_bytes;
+      rec["copy_quant_us"] = t.copy_quant_us;
+      rec["copy_epilogue_us"] = t.copy_epilogue_us;
+      rec["quant_gbps"] = double(quant_bytes) / (t.quant_us * 1e3);
+      rec["epilogue_gbps"] = double(epi_bytes) / (t.epilogue_us * 1e3);
+      rec["epilogue_fraction_of_copy"] = t.copy_epilogue_us / t.epilogue_us;
+      rec["quant_fraction_of_copy"] = t.copy_quant_us / t.quant_us;
+      rec["full_over_gemm_plus_quant_bound"] = t.full_us / (t.gemm_us + t.copy_quant_us);
+      rec["gemm_tflops"] = spec.kind == Kind::kNativeKPrime ? json(nullptr) : json(flops / (t.gemm_us * 1e-6) / 1e12);
+      rec["gemm_speedup_vs_dense"] =
+          have_dense && dense->second.stages ? json(dense->second.gemm_us / t.gemm_us) : json(nullptr);
+    }
+    if (spec.kind == Kind::kNativeKPrime) {
+      const std::string slid = ss::Pattern::from_n(spec.pattern_n).str();
+      rec["native_kprime_of"] = slid;
+      const auto s = results[slid].find(m);
+      if (s != results[slid].end()) {
+        rec["slide_over_native"] = s->second.full_us / t.full_us;
+        if (s->second.stages) rec["slide_over_native_gemm"] = s->second.gemm_us / t.gemm_us;
+      }
+    }
+    if (spec.kind == Kind::kAuto && have_dense) {
+      const double r = dense->second.full_us / t.full_us;
+      auto& mn = policy_min_[pname + " " + model.name + " " + spec.name];
+      if (mn.is_null() || r < mn["speedup"].get<double>()) mn = {{"speedup", r}, {"layer", L.name}, {"m", m}};
+    }
     sink_.write(rec);
-    ++records_;
+    ++tally_.records;
   }
 
   void host_record(const std::string& pname, const Model& model, const Layer& L, const std::string& vname,
@@ -506,6 +518,9 @@ class Bench {
     for (int i = 0; i < o_.host_calls; ++i) fwd();
     BENCH_CUDA(cudaStreamSynchronize(stream_));
     const double b2b_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / o_.host_calls;
+    const size_t y_bytes = size_t(m * L.n) * 2;
+    std::vector<uint8_t> eager(y_bytes), replayed(y_bytes);
+    BENCH_CUDA(cudaMemcpy(eager.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost));
 
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
@@ -520,29 +535,23 @@ class Bench {
     BENCH_CUDA(cudaStreamEndCapture(stream_, &graph));
     BENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
     auto replay = [&] { BENCH_CUDA(cudaGraphLaunch(exec, stream_)); };
+    BENCH_CUDA(cudaMemsetAsync(y.get(), 0xFF, y_bytes, stream_));
+    replay();
+    BENCH_CUDA(cudaStreamSynchronize(stream_));
+    BENCH_CUDA(cudaMemcpy(replayed.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost));
+    const bool identical = eager == replayed;
     const double graph_host_us = gated_host_us(replay, o_.host_calls, o_.host_batch, stream_, graph_waited);
-    auto event_median = [&](const std::function<void()>& f) {
-      Events ev(size_t(2 * o_.reps));
-      for (int i = 0; i < o_.warmup; ++i) f();
-      for (int r = 0; r < o_.reps; ++r) {
-        BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r)], stream_));
-        f();
-        BENCH_CUDA(cudaEventRecord(ev[size_t(2 * r + 1)], stream_));
-      }
-      BENCH_CUDA(cudaStreamSynchronize(stream_));
-      std::vector<double> us;
-      for (int r = 0; r < o_.reps; ++r) {
-        float ms = 0;
-        BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(2 * r)], ev[size_t(2 * r + 1)]));
-        us.push_back(double(ms) * 1e3);
-      }
-      return median(std::move(us));
-    };
-    const double graph_gpu_us = event_median(replay);
-    const double eager_gpu_us = event_median(fwd);
+    const double graph_gpu_us = time_events_us([&](int64_t) { replay(); }, o_.warmup, o_.reps, stream_);
+    const double eager_gpu_us = time_events_us([&](int64_t) { fwd(); }, o_.warmup, o_.reps, stream_);
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
+    if (!identical) {
+      ++tally_.verification_failures;
+      out_ << fmt::format("  VERIFY FAILED {} {} {} m={}: graph replay output differs from the eager forward\n",
+                          pname, L.name, vname, m);
+    }
     sink_.write({{"type", "host"},
+                 {"suite", "layer"},
                  {"precision", pname},
                  {"model", model.name},
                  {"layer", L.name},
@@ -556,19 +565,20 @@ class Bench {
                  {"graph_host_us", graph_host_us},
                  {"graph_host_waited", graph_waited},
                  {"graph_gpu_us", graph_gpu_us},
-                 {"eager_gpu_us", eager_gpu_us}});
-    std::cout << fmt::format("  host {} {} {} m={}: forward() {:.1f} us/call issued, {:.1f} us/call back to back; "
-                             "graph launch {:.1f} us issued, replay {:.1f} us vs eager {:.1f} us (GPU)\n",
-                             pname, L.name, vname, m, host_us, b2b_us, graph_host_us, graph_gpu_us, eager_gpu_us)
-              << std::flush;
+                 {"eager_gpu_us", eager_gpu_us},
+                 {"graph_identical", identical}});
+    out_ << fmt::format("  host {} {} {} m={}: forward() {:.1f} us/call issued, {:.1f} us/call back to back; "
+                        "graph launch {:.1f} us issued, replay {:.1f} us vs eager {:.1f} us (GPU){}\n",
+                        pname, L.name, vname, m, host_us, b2b_us, graph_host_us, graph_gpu_us, eager_gpu_us,
+                        identical ? "" : ", REPLAY DIFFERS")
+         << std::flush;
   }
 
   // The four linears of a model summed, per m and variant, when every layer has the m.
   void model_records(const std::string& pname, const Model& model) {
     auto& per_v = sums_[pname][model.name];
     if (!o_.layers.empty() || per_v.empty()) return;
-    std::cout << fmt::format("\n{} {}: four linears summed, full-layer speedup vs dense [GEMM-only]\n", pname,
-                             model.name);
+    out_ << fmt::format("\n{} {}: four linears summed, full-layer speedup vs dense [GEMM-only]\n", pname, model.name);
     for (int64_t m : o_.ms) {
       auto sum = [&](const std::string& v, double Timing::*f) -> std::optional<double> {
         const auto it = per_v[v].find(m);
@@ -579,125 +589,75 @@ class Bench {
       };
       const auto dfull = sum("dense", &Timing::full_us), dgemm = sum("dense", &Timing::gemm_us);
       if (!dfull) continue;
-      std::cout << fmt::format("{:>6} | dense {:>9.1f} us |", m, *dfull);
-      for (const auto& v : o_.variants) {
-        const auto full = sum(v, &Timing::full_us), gemm = sum(v, &Timing::gemm_us);
+      out_ << fmt::format("{:>6} | dense {:>9.1f} us |", m, *dfull);
+      for (const auto& spec : o_.variants) {
+        const std::string& v = spec.name;
+        const auto full = sum(v, &Timing::full_us);
         if (!full) continue;
-        const auto quant = sum(v, &Timing::quant_us), epi = sum(v, &Timing::epilogue_us);
-        sink_.write({{"type", "model"},
-                     {"precision", pname},
-                     {"model", model.name},
-                     {"variant", v},
-                     {"m", m},
-                     {"full_us", *full},
-                     {"gemm_us", *gemm},
-                     {"quant_us", *quant},
-                     {"epilogue_us", *epi},
-                     {"speedup_vs_dense", *dfull / *full},
-                     {"gemm_speedup_vs_dense", *dgemm / *gemm}});
-        if (v != "dense") std::cout << fmt::format(" {} {:.2f}x [{:.2f}x]", v, *dfull / *full, *dgemm / *gemm);
+        json rec = {{"type", "model"},
+                    {"suite", "layer"},
+                    {"precision", pname},
+                    {"model", model.name},
+                    {"variant", v},
+                    {"m", m},
+                    {"full_us", *full},
+                    {"speedup_vs_dense", *dfull / *full}};
+        const bool stages = spec.kind != Kind::kAuto;
+        std::optional<double> gemm;
+        if (stages) {
+          gemm = sum(v, &Timing::gemm_us);
+          const auto quant = sum(v, &Timing::quant_us), epi = sum(v, &Timing::epilogue_us);
+          const auto cq = sum(v, &Timing::copy_quant_us), ce = sum(v, &Timing::copy_epilogue_us);
+          rec["gemm_us"] = *gemm;
+          rec["quant_us"] = *quant;
+          rec["epilogue_us"] = *epi;
+          rec["copy_quant_us"] = *cq;
+          rec["copy_epilogue_us"] = *ce;
+          rec["gemm_speedup_vs_dense"] = *dgemm / *gemm;
+          rec["full_over_gemm_plus_quant_bound"] = *full / (*gemm + *cq);
+          rec["epilogue_fraction_of_copy"] = *ce / *epi;
+        }
+        if (spec.kind == Kind::kNativeKPrime) {
+          const std::string slid = ss::Pattern::from_n(spec.pattern_n).str();
+          const auto sfull = sum(slid, &Timing::full_us), sgemm = sum(slid, &Timing::gemm_us);
+          rec["native_kprime_of"] = slid;
+          if (sfull) rec["slide_over_native"] = *sfull / *full;
+          if (sgemm) rec["slide_over_native_gemm"] = *sgemm / *gemm;
+        }
+        sink_.write(rec);
+        if (spec.kind == Kind::kDense) continue;
+        if (gemm) out_ << fmt::format(" {} {:.2f}x [{:.2f}x]", v, *dfull / *full, *dgemm / *gemm);
+        else out_ << fmt::format(" {} {:.2f}x", v, *dfull / *full);
       }
-      std::cout << "\n";
+      out_ << "\n";
     }
-    std::cout << std::flush;
+    out_ << std::flush;
   }
 
-  static std::optional<ss::LinearPrecision> linear_precision_from_name(const std::string& s) {
-    if (s == "i8") return ss::LinearPrecision::kI8;
-    if (s == "e4m3") return ss::LinearPrecision::kE4M3;
-    if (s == "bf16") return ss::LinearPrecision::kBF16;
-    return std::nullopt;
-  }
-
- public:
-  static bool valid_precision(const std::string& s) { return linear_precision_from_name(s).has_value(); }
-
- private:
-  Options o_;
-  ss::BackendEnv env_;
-  Sink sink_;
+  const BenchOptions& o_;
+  const ss::BackendEnv& env_;
+  Sink& sink_;
+  std::ostream& out_;
+  Budget budget_;
+  Tally tally_;
+  std::unique_ptr<ss::PlanCache> cache_;
   cudaStream_t stream_ = nullptr;
-  DevMem flush_;
-  Clock::time_point t0_;
+  DevMem flush_, copy_src_, copy_dst_;
+  std::map<size_t, double> copy_us_;
   uint64_t w_seed_ = 0;
   std::vector<float> bias_;
-  std::vector<uint16_t> x_block_;
-  int64_t x_block_rows_ = 256;
+  std::map<int64_t, std::vector<uint16_t>> x_blocks_;
   // precision -> model -> variant -> m -> layer -> timing
   std::map<std::string, std::map<std::string, std::map<std::string, std::map<int64_t, std::map<std::string, Timing>>>>>
       sums_;
-  int records_ = 0, errors_ = 0, verify_failures_ = 0;
-  std::string context_lost_;
+  json policy_min_ = json::object();  // "precision model auto:P" -> the smallest speedup_vs_dense seen
 };
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options o;
-  CLI::App app{"slidesparse_bench_layer: full SlideLinear layers (quant+lift, GEMM, epilogue), dense vs 2:4 vs slid"};
-  app.add_option("--precisions", o.precisions, "i8, e4m3, bf16")->delimiter(',');
-  std::string model_help = "models:";
-  for (const auto& m : models()) model_help += std::string(" ") + m.name;
-  app.add_option("--models", o.models, model_help)->delimiter(',');
-  app.add_option("--layers", o.layers, "subset of qkv,o,gate_up,down (no model sums then)")->delimiter(',');
-  app.add_option("--ms", o.ms, "token counts m")->delimiter(',');
-  app.add_option("--variants", o.variants, "dense,2:4,4:6,6:8,8:10 (dense is always measured first)")->delimiter(',');
-  app.add_option("--out", o.out, "JSON Lines output file");
-  app.add_option("--git-sha", o.git_sha, "commit recorded in the env record");
-  app.add_option("--max-seconds", o.max_seconds, "stop cleanly (between units) after this many seconds");
-  app.add_option("--reps", o.reps, "timed calls per measurement (median; >= 10)")->check(CLI::Range(10, 100000));
-  app.add_option("--warmup", o.warmup, "untimed calls first");
-  app.add_flag("--search,!--no-search", o.search, "searched GEMM algorithms (default) or the library defaults");
-  app.add_option("--search-iters", o.search_iters, "launches per candidate during algorithm search")
-      ->check(CLI::Range(1, 1000));
-  app.add_option("--flush-mib", o.flush_mib, "L2 flush (memset) before every timed call, MiB (0: none)");
-  app.add_option("--rotate-mib", o.rotate_mib, "X arena size, MiB");
-  app.add_option("--host-calls", o.host_calls, "forward() calls for the host-overhead measurement");
-  app.add_option("--host-batch", o.host_batch, "calls issued behind one stream gate")->check(CLI::Range(1, 1000));
-  app.add_option("--host-m", o.host_m, "m of the host-overhead measurement (must be in --ms)");
-  app.add_option("--verify-points", o.verify_points, "sampled outputs checked against float64");
-  app.add_option("--seed", o.seed, "data seed");
-  app.add_option("--threads", o.threads, "CPU threads for data preparation (0: all)");
-  CLI11_PARSE(app, argc, argv);
-
-  for (const auto& p : o.precisions)
-    if (!Bench::valid_precision(p)) {
-      std::cerr << "unknown precision '" << p << "' (i8, e4m3, bf16)\n";
-      return 2;
-    }
-  for (const auto& name : o.models) {
-    bool found = false;
-    for (const auto& m : models()) found |= name == m.name;
-    if (!found) {
-      std::cerr << "unknown model '" << name << "'\n";
-      return 2;
-    }
-  }
-  o.variants.erase(std::remove(o.variants.begin(), o.variants.end(), "dense"), o.variants.end());
-  o.variants.insert(o.variants.begin(), "dense");
-  for (const auto& v : o.variants) {
-    if (v == "dense") continue;
-    try {
-      ss::Pattern::parse(v);
-    } catch (const ss::Error& e) {
-      std::cerr << "bad variant '" << v << "': " << e.what() << "\n";
-      return 2;
-    }
-  }
-  std::sort(o.ms.begin(), o.ms.end());
-  o.ms.erase(std::unique(o.ms.begin(), o.ms.end()), o.ms.end());
-  if (o.ms.empty() || o.ms.front() < 1) {
-    std::cerr << "m must be >= 1\n";
-    return 2;
-  }
-  try {
-    Bench bench(o, ss::backend_env());
-    return bench.run();
-  } catch (const ss::Error& e) {
-    std::cerr << "slidesparse_bench_layer: " << ss::status_name(e.status()) << ": " << e.what() << "\n";
-    return e.status() == ss::Status::kUnsupported ? 3 : 1;
-  } catch (const std::exception& e) {
-    std::cerr << "slidesparse_bench_layer: " << e.what() << "\n";
-    return 1;
-  }
+json run_layer_suite(const BenchOptions& o, const ss::BackendEnv& env, Sink& sink, std::ostream& out) {
+  LayerSuite suite(o, env, sink, out);
+  return suite.run();
 }
+
+}  // namespace slidesparse::bench

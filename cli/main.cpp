@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_cmd.hpp"
 #include "convert/convert.hpp"
 #include "io/atomic_file.hpp"
 #include "io/mapped_file.hpp"
@@ -388,6 +389,7 @@ int main(int argc, char** argv) {
       "Use a text disjoint from the evaluation text. norm[k] = sqrt(sum over tokens of x[t,k]^2) of the input of each "
       "q/k/v/o/gate/up/down projection, computed by the float (CPU) forward pass.");
 
+  ss::cli::BenchCommands bench_cmds(app, add_common);  // bench, tune (cli/bench_cmd.cpp)
 
   try {
     app.parse(argc, argv);
@@ -487,6 +489,8 @@ int main(int argc, char** argv) {
                      r["tokens"].get<int64_t>(), r["windows"].get<int64_t>(), r["seconds"].get<double>(),
                      r["output"].get<std::string>());
       }
+    } else if (bench_cmds.parsed()) {
+      rc = bench_cmds.run(r, json_out, threads);
     } else if (synth->parsed()) {
       so.shards = int(shards);
       so.force = force;

@@ -1,6 +1,6 @@
 # slidesparse GEMM backends: cuBLASLt (dense) and cuSPARSELt (2:4 sparse) behind one plan/run
-# interface (src/backends), their tier-1 test and the GEMM benchmark. Included from the
-# SLIDESPARSE_ENABLE_CUDA block of the top-level CMakeLists.txt, after the kernels, the
+# interface (src/backends) and their tier-1 test (the benchmarks: cmake/bench.cmake). Included
+# from the SLIDESPARSE_ENABLE_CUDA block of the top-level CMakeLists.txt, after the kernels, the
 # header-only-fmt core (slidesparse_core_hofmt) and the tests/gpu executables are defined.
 #
 # cuSPARSELt is not part of the CUDA toolkit: it is looked for under SLIDESPARSE_CUSPARSELT_ROOT
@@ -58,13 +58,6 @@ if(SLIDESPARSE_HAVE_CUSPARSELT)
   target_link_libraries(slidesparse_backends PRIVATE "${SLIDESPARSE_CUSPARSELT_LIBRARY}")
 endif()
 set_target_properties(slidesparse_backends PROPERTIES POSITION_INDEPENDENT_CODE ON)
-
-# --- GEMM benchmark: dense (cuBLASLt) vs native 2:4 vs slid (2N-2):2N (cuSPARSELt) ------------
-add_executable(slidesparse_bench_gemm bench/gemm_bench.cpp)
-target_include_directories(slidesparse_bench_gemm PRIVATE src)
-target_link_libraries(slidesparse_bench_gemm PRIVATE slidesparse_backends slidesparse_core_hofmt
-  nlohmann_json::nlohmann_json fmt::fmt-header-only CLI11::CLI11 Threads::Threads slidesparse_warnings)
-slidesparse_gpu_runpath(slidesparse_bench_gemm)
 
 # --- Tier-1 test: tests/gpu/gpu_backends.cpp (the executable is made by the tests/gpu loop) -----
 if(TARGET test_gpu_backends)

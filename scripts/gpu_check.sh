@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the functions below are run through step()
 # Tier-1 check on a GPU machine, from the repository root, with a build directory made elsewhere:
-#   nvidia-smi; the gpu test executables; compute-sanitizer memcheck over them; the quant bench.
+#   nvidia-smi; the gpu test executables; compute-sanitizer memcheck over them; the quant suite
+#   (`slidesparse bench --suite quant`).
 # No network, no package installs, no compiler needed. Everything is logged to $OUT/log.txt; the
 # bench writes $OUT/quant_bench.jsonl. Exit status 0 only when every step passed.
 #
 # Build the directory first, on any machine with nvcc (checked with 13.0; no GPU needed):
 #   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLIDESPARSE_ENABLE_CUDA=ON \
 #         -DCMAKE_CUDA_ARCHITECTURES=90
-#   cmake --build build-gpu -j --target test_gpu_quant_lift slidesparse_bench_quant
+#   cmake --build build-gpu -j --target test_gpu_quant_lift slidesparse
+#   BUILD_DIR=build-gpu bash scripts/gpu_bundle_libs.sh   # the CLI's libfmt/libre2 into build-gpu/rtlibs
 # Environment: BUILD_DIR (default build-gpu), OUT (default out/gpu_check), BENCH_ARGS (extra
-# arguments for slidesparse_bench_quant, e.g. --quick), SKIP_SANITIZER=1, SKIP_BENCH=1.
+# arguments for `slidesparse bench --suite quant`, e.g. --quick), SKIP_SANITIZER=1, SKIP_BENCH=1.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,7 +62,7 @@ fi
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # shellcheck disable=SC2086
-  step "bench slidesparse_bench_quant" "$build/slidesparse_bench_quant" --out "$out/quant_bench.jsonl" ${BENCH_ARGS:-}
+  step "bench --suite quant" "$build/slidesparse" bench --suite quant --out "$out/quant_bench.jsonl" ${BENCH_ARGS:-}
 fi
 
 # Instruction mix of the kernels as built (16-byte global loads/stores on the main path).

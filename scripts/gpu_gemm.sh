@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GEMM backends on a GPU machine, from the repository root, with a build directory made elsewhere:
 #   nvidia-smi; which cuSPARSELt / cuBLASLt the binaries load; the tier-1 GPU tests
-#   (test_gpu_backends first, then the other test_gpu_* executables); slidesparse_bench_gemm into
-#   $OUT/gemm_bench.jsonl; the plots and speedup table (scripts/plot_bench.py).
+#   (test_gpu_backends first, then the other test_gpu_* executables); `slidesparse bench --suite
+#   kernel` into $OUT/gemm_bench.jsonl; the plots and speedup table (scripts/plot_bench.py).
 # No network, no installs, no compiler needed. Everything is logged to $OUT/gpu_gemm_log.txt.
 # Exit status 0 only when every step passed.
 #
@@ -10,7 +10,8 @@
 #   bash scripts/fetch_cusparselt.sh
 #   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLIDESPARSE_ENABLE_CUDA=ON \
 #         -DCMAKE_CUDA_ARCHITECTURES=90
-#   cmake --build build-gpu -j --target test_gpu_backends slidesparse_bench_gemm
+#   cmake --build build-gpu -j --target test_gpu_backends slidesparse
+#   BUILD_DIR=build-gpu bash scripts/gpu_bundle_libs.sh   # the CLI's libfmt/libre2 into build-gpu/rtlibs
 # The binaries find libcusparseLt.so.0 through their RUNPATH (PyTorch's virtualenv on the GPU
 # machines, else .deps/cusparselt/lib) and libcublasLt.so.13 in /usr/local/cuda/lib64.
 #
@@ -21,7 +22,7 @@
 #                  600 s per command); the bench gets what the earlier steps left, minus 30 s
 #   SKIP_TESTS=1, SKIP_BENCH=1, SKIP_PLOT=1
 #   TESTS          "all" (default: test_gpu_backends, then every other test_gpu_*) or "backends"
-#   BENCH_ARGS     extra arguments for slidesparse_bench_gemm, e.g.
+#   BENCH_ARGS     extra arguments for `slidesparse bench --suite kernel`, e.g.
 #                  "--precisions i8 --models qwen2.5-7b --ms 4096,8192,16384"
 #   GIT_SHA        commit recorded in the JSON (default: git rev-parse, else "unknown")
 set -uo pipefail
@@ -40,7 +41,7 @@ echo "gpu_gemm: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out 
 
 step "nvidia-smi" gpu_info
 
-for exe in "$build/test_gpu_backends" "$build/slidesparse_bench_gemm"; do
+for exe in "$build/test_gpu_backends" "$build/slidesparse"; do
   step "libraries $(basename "$exe")" libs "$exe"
 done
 
@@ -65,7 +66,7 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   left=$((budget - SECONDS - 30))
   [ $left -lt 60 ] && left=60
   # shellcheck disable=SC2086
-  step "bench slidesparse_bench_gemm (max ${left}s)" "$build/slidesparse_bench_gemm" \
+  step "bench --suite kernel (max ${left}s)" "$build/slidesparse" bench --suite kernel \
     --out "$out/gemm_bench.jsonl" --git-sha "$sha" --max-seconds "$left" \
     --plan-cache "$out/plan_cache.json" ${BENCH_ARGS:-}
 fi

@@ -2,7 +2,8 @@
 # shellcheck disable=SC2317  # the functions below are run through step()
 # SlideLinear on a GPU machine, from the repository root, with a build directory made elsewhere:
 #   nvidia-smi; which cuSPARSELt / cuBLASLt the binaries load; test_gpu_epilogue and
-#   test_gpu_slide_linear; slidesparse_bench_layer into $OUT/layer_bench.jsonl within the time left;
+#   test_gpu_slide_linear; `slidesparse bench --suite layer` into $OUT/layer_bench.jsonl within the
+#   time left;
 #   compute-sanitizer memcheck over both tests (SLIDESPARSE_GPU_TEST_QUICK=1) in the time reserved.
 # No network, no installs, no compiler needed. Everything is logged to $OUT/gpu_layer_log.txt.
 # Exit status 0 only when every step passed.
@@ -11,7 +12,8 @@
 #   bash scripts/fetch_cusparselt.sh
 #   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLIDESPARSE_ENABLE_CUDA=ON \
 #         -DCMAKE_CUDA_ARCHITECTURES=90
-#   cmake --build build-gpu --target test_gpu_epilogue test_gpu_slide_linear slidesparse_bench_layer
+#   cmake --build build-gpu --target test_gpu_epilogue test_gpu_slide_linear slidesparse
+#   BUILD_DIR=build-gpu bash scripts/gpu_bundle_libs.sh   # the CLI's libfmt/libre2 into build-gpu/rtlibs
 #
 # Environment:
 #   BUILD_DIR        build directory (default build-gpu)
@@ -20,7 +22,7 @@
 #   MEMCHECK_SECONDS time kept for the two memcheck runs after the bench (default 120)
 #   TEST_SECONDS     time limit per test executable (default 240)
 #   SKIP_TESTS=1, SKIP_BENCH=1, SKIP_SANITIZER=1
-#   BENCH_ARGS       extra arguments for slidesparse_bench_layer, e.g. "--precisions i8 --ms 4096,16384"
+#   BENCH_ARGS       extra arguments for `slidesparse bench --suite layer`, e.g. "--precisions i8 --ms 4096,16384"
 #   GIT_SHA          commit recorded in the JSON (default: git rev-parse, else "unknown")
 set -uo pipefail
 
@@ -40,7 +42,7 @@ echo "gpu_layer: $(date -u +%Y-%m-%dT%H:%M:%SZ) root=$root build=$build out=$out
 step "nvidia-smi" gpu_info
 
 tests=("$build/test_gpu_epilogue" "$build/test_gpu_slide_linear")
-for exe in "${tests[@]}" "$build/slidesparse_bench_layer"; do
+for exe in "${tests[@]}" "$build/slidesparse"; do
   step "libraries $(basename "$exe")" libs "$exe"
 done
 
@@ -55,7 +57,7 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   [ "${SKIP_SANITIZER:-0}" = 1 ] && left=$((budget - SECONDS - 15))
   [ $left -lt 30 ] && left=30
   # shellcheck disable=SC2086
-  step "bench slidesparse_bench_layer (max ${left}s)" "$build/slidesparse_bench_layer" \
+  step "bench --suite layer (max ${left}s)" "$build/slidesparse" bench --suite layer \
     --out "$out/layer_bench.jsonl" --git-sha "$sha" --max-seconds "$left" ${BENCH_ARGS:-}
 fi
 
