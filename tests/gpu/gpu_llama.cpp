@@ -903,7 +903,8 @@ TEST(GpuLlamaSmolShape, MatchesCpuAtT512AndReportsTokensPerSecond) {
 // ---- the real SmolLM2-135M: perplexity GPU vs CPU --------------------------------------------------
 // GPT-2 byte-level BPE: the token of each single byte is the UTF-8 text of its code point in the
 // byte-to-unicode table (printable bytes map to themselves, the others to 256, 257, ... in order).
-// Until the tokenizer lands, the text is fed byte by byte: a valid (if unusual) token sequence.
+// The text is fed byte by byte: a valid (if unusual) token sequence. (BpeTokenizer needs RE2, a
+// shared library the GPU machines may lack, so the GPU binaries do not link it.)
 std::vector<int32_t> byte_tokens(const std::string& tokenizer_json, const std::string& text) {
   std::ifstream in(tokenizer_json);
   const nlohmann::json j = nlohmann::json::parse(in);
