@@ -375,6 +375,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   eval->add_flag("--slide", mo.slide, "Run the projections through their slid 2:4 form (P.slide_weight, or slid at load)");
   eval->add_option("--pattern", mo.pattern, "Pattern for --slide when the checkpoint has no slidesparse metadata");
+  eval->add_option("--device", mo.device,
+                   "cpu (f32 reference forward, simulated W8A8) or gpu (every projection through SlideLinear; "
+                   "CUDA builds)")
+      ->capture_default_str();
+  eval->add_option("--gpu-path", mo.gpu_path,
+                   "GPU projections of a pruned model: sparse (slid 2:4 GEMMs), dense (the same pruned, quantized "
+                   "operands on dense GEMMs) or auto (dense below the measured crossover)")
+      ->capture_default_str();
+  eval->add_option("--dump-logits", mo.dump_logits,
+                   "Also write the first window's logits [T, vocab] as f32 little-endian to this file (for "
+                   "comparisons with other implementations)");
   add_common(eval);
   eval->footer(
       "Perplexity = exp(mean NLL) over non-overlapping windows of --ctx tokens; the first token of each window is "

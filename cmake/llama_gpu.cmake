@@ -32,3 +32,9 @@ if(TARGET test_gpu_llama)
   endif()
   slidesparse_gpu_runpath(test_gpu_llama)
 endif()
+
+# --- `slidesparse eval --device gpu`: the CLI gets the GPU model ------------------------------------
+# src/api/eval_gpu.cpp defines load_gpu_forward(), replacing the weak CPU-only stub of
+# src/convert/model_cmds.cpp (which reports "unsupported").
+target_sources(slidesparse PRIVATE src/api/eval_gpu.cpp)
+target_link_libraries(slidesparse PRIVATE slidesparse_llama_gpu)

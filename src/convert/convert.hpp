@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -86,7 +87,19 @@ struct ModelRunOptions {
   bool slide = false;       // run the projections through their slid 2:4 form
   std::string pattern;      // for slide when the checkpoint has no slidesparse metadata
   int num_threads = 0;
+  std::string device = "cpu";     // cpu | gpu (eval only)
+  std::string gpu_path = "sparse";  // gpu: sparse (slid 2:4 GEMMs) | dense (same operands, dense GEMMs) | auto
+  std::string dump_logits;  // eval: also write the first window's logits [T, vocab] as f32 LE here
 };
+// The GPU model's forward function (src/api/eval_gpu.cpp in CUDA builds; otherwise a stub that
+// throws kUnsupported).
+struct GpuForward {
+  std::function<std::vector<float>(const std::vector<int32_t>&)> forward;
+  int64_t vocab = 0;
+  std::string describe;
+  double load_seconds = 0;
+};
+GpuForward load_gpu_forward(const ModelRunOptions& opts);
 // done windows, total windows, running perplexity (0 for calibrate).
 using EvalProgressFn = std::function<void(int64_t done, int64_t total, double ppl)>;
 nlohmann::json eval_model(const ModelRunOptions& opts, const EvalProgressFn& progress = {});

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/check.hpp"
+#include "io/atomic_file.hpp"
 #include "convert/convert.hpp"
 #include "slidesparse/eval.hpp"
 #include "slidesparse/llama.hpp"
@@ -78,10 +79,59 @@ LlamaLoadOptions load_options(const ModelRunOptions& o) {
   return lo;
 }
 
+// --dump-logits: the first window's logits [T, vocab], f32 little-endian, written atomically.
+void dump_first_window(const ForwardFn& forward, const std::vector<int32_t>& ids, int64_t ctx, int64_t vocab,
+                       const std::string& path, nlohmann::json& report) {
+  const int64_t t = std::min<int64_t>(ctx, int64_t(ids.size()));
+  const std::vector<float> logits = forward(std::vector<int32_t>(ids.begin(), ids.begin() + t));
+  AtomicFile f(path);
+  f.write(logits.data(), logits.size() * sizeof(float));
+  f.commit();
+  report["logits"] = {{"path", path}, {"tokens", t}, {"vocab", vocab}};
+}
+
 }  // namespace
+
+// Replaced by the strong definition in src/api/eval_gpu.cpp when the CLI is built with CUDA.
+__attribute__((weak)) GpuForward load_gpu_forward(const ModelRunOptions&) {
+  SLIDESPARSE_FAIL(Status::kUnsupported,
+                   "--device gpu: this slidesparse was built without CUDA (configure with a CUDA compiler and "
+                   "cuSPARSELt, see README)");
+}
 
 nlohmann::json eval_model(const ModelRunOptions& o, const EvalProgressFn& progress) {
   SLIDESPARSE_CHECK(o.ctx >= 2, Status::kInvalidArgument, "--ctx must be >= 2, got {}", o.ctx);
+  SLIDESPARSE_CHECK(o.device == "cpu" || o.device == "gpu", Status::kInvalidArgument,
+                    "--device '{}' is not one of: cpu, gpu", o.device);
+  if (o.device == "gpu") {
+    SLIDESPARSE_CHECK(!o.slide, Status::kInvalidArgument,
+                      "--slide is for the CPU path; on the GPU a pruned model always runs slid (--gpu-path sparse), "
+                      "--gpu-path dense runs the same operands unslid");
+    const GpuForward g = load_gpu_forward(o);
+    const TokenSource src = load_tokens(o.model, o.text, o.ids, o.max_tokens, g.vocab);
+    PerplexityOptions po;
+    po.ctx = o.ctx;
+    po.progress = progress;
+    const PerplexityResult r = evaluate_perplexity(g.forward, g.vocab, src.ids, po);
+    nlohmann::json j = {{"command", "eval"},
+                        {"model", o.model},
+                        {"device", "gpu"},
+                        {"gpu_path", o.gpu_path},
+                        {"precision", o.mode},
+                        {"slide", false},
+                        {"linears", g.describe},
+                        {"ctx", o.ctx},
+                        {"windows", r.windows},
+                        {"tokens_evaluated", r.tokens_evaluated},
+                        {"nll_mean", r.nll_sum / double(r.tokens_evaluated)},
+                        {"ppl", r.ppl},
+                        {"seconds", r.seconds},
+                        {"load_seconds", g.load_seconds},
+                        {"tokens_per_second", double(r.tokens_evaluated + r.windows) / r.seconds}};
+    j.update(src.report);
+    if (!o.dump_logits.empty()) dump_first_window(g.forward, src.ids, o.ctx, g.vocab, o.dump_logits, j);
+    return j;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const LlamaModel model = LlamaModel::load(o.model, load_options(o));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -106,6 +156,9 @@ nlohmann::json eval_model(const ModelRunOptions& o, const EvalProgressFn& progre
                       {"tokens_per_second", double(r.windows > 0 ? r.tokens_evaluated + r.windows : 0) / r.seconds},
                       {"threads", model.num_threads()}};
   j.update(src.report);
+  if (!o.dump_logits.empty())
+    dump_first_window([&model](const std::vector<int32_t>& w) { return model.forward(w); }, src.ids, o.ctx,
+                      model.config().vocab, o.dump_logits, j);
   return j;
 }
 

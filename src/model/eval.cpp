@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "common/check.hpp"
 
@@ -44,7 +47,27 @@ PerplexityResult evaluate_perplexity(const ForwardFn& forward, int64_t vocab, co
     const std::vector<float> logits = forward(win);
     SLIDESPARSE_CHECK(int64_t(logits.size()) == (e - b) * vocab, Status::kInternal,
                       "perplexity: forward returned {} logits for {} tokens x vocab {}", logits.size(), e - b, vocab);
-    for (int64_t t = 0; t + 1 < e - b; ++t) r.nll_sum += token_nll(&logits[size_t(t * vocab)], vocab, win[size_t(t + 1)]);
+    // Per-token NLLs in parallel (the softmax over the vocabulary dominates once the forward runs on
+    // a GPU), then summed in token order: the result does not depend on the thread count.
+    const int64_t scored = e - b - 1;
+    std::vector<double> nll(static_cast<size_t>(std::max<int64_t>(scored, 0)));
+    const int64_t nt = std::min<int64_t>(scored, std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    std::exception_ptr err;
+    std::mutex err_mu;
+    for (int64_t ti = 0; ti < nt; ++ti)
+      pool.emplace_back([&, ti] {
+        try {
+          for (int64_t t = ti; t < scored; t += nt)
+            nll[size_t(t)] = token_nll(&logits[size_t(t * vocab)], vocab, win[size_t(t + 1)]);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(err_mu);
+          if (!err) err = std::current_exception();
+        }
+      });
+    for (auto& th : pool) th.join();
+    if (err) std::rethrow_exception(err);
+    for (double v : nll) r.nll_sum += v;
     r.tokens_evaluated += e - b - 1;
     r.windows = w + 1;
     if (opts.progress) opts.progress(w + 1, total, std::exp(r.nll_sum / double(r.tokens_evaluated)));

@@ -82,6 +82,21 @@ TEST(CliEval, PerplexityMatchesFloat64Reference) {
                            "64", "--json"});
   ASSERT_EQ(r2.code, 0) << r2;
   EXPECT_NEAR(r2.out_json()["ppl"].get<double>(), reference_ppl(m, {ids.begin(), ids.begin() + 64}, 64), 1e-5 * want);
+  // --dump-logits: the first window's logits, bit for bit those the perplexity was computed from
+  // (checked against the float64 reference here).
+  const auto r4 = run_cli({"eval", "--model", model, "--ids", dir.file("ids.bin"), "--ctx", "64", "--dump-logits",
+                           dir.file("l.bin"), "--json"});
+  ASSERT_EQ(r4.code, 0) << r4;
+  const auto bytes = read_bytes(dir.file("l.bin"));
+  ASSERT_EQ(bytes.size(), size_t(64 * s.vocab * 4));
+  const std::vector<double> ref = testing::reference_forward(m, {ids.begin(), ids.begin() + 64});
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    float v;
+    std::memcpy(&v, &bytes[4 * i], 4);
+    worst = std::max(worst, std::fabs(double(v) - ref[i]));
+  }
+  EXPECT_LT(worst, 1e-3);
   // The human output names the perplexity.
   const auto r3 = run_cli({"eval", "--model", model, "--ids", dir.file("ids.bin"), "--ctx", "64"});
   ASSERT_EQ(r3.code, 0) << r3;
@@ -218,6 +233,8 @@ TEST(CliEval, BadInputs) {
       {{"eval", "--model", model, "--ids", ids, "--slide"}, 2, "sliding needs a pattern"},
       {{"eval", "--model", model, "--text", dir.file("t.txt")}, 3, "tokenizer_gguf.json"},
       {{"eval", "--ids", ids}, 2, "--model"},
+      {{"eval", "--model", model, "--ids", ids, "--device", "tpu"}, 2, "--device 'tpu'"},
+      {{"eval", "--model", model, "--ids", ids, "--device", "gpu", "--slide"}, 2, "--slide is for the CPU path"},
       {{"calibrate", "--model", model, "--ids", ids}, 2, "--output"},
       {{"calibrate", "--model", model, "--ids", ids, "-o", dir.path().string()}, 2, "is a directory"},
   };
@@ -226,6 +243,9 @@ TEST(CliEval, BadInputs) {
     EXPECT_EQ(r.code, c.code) << r;
     EXPECT_NE(r.err.find(c.says), std::string::npos) << "expected '" << c.says << "'\n" << r;
   }
+  // Without CUDA in the build (or without a device) the GPU path is "unsupported", not a crash.
+  const auto g = run_cli({"eval", "--model", model, "--ids", ids, "--device", "gpu"});
+  EXPECT_EQ(g.code, 8) << g;
   // A failed calibrate leaves nothing behind.
   EXPECT_EQ(run_cli({"calibrate", "--model", model, "--ids", dir.file("big.bin"), "-o", dir.file("n.st")}).code, 6);
   EXPECT_FALSE(fs::exists(dir.file("n.st")));
