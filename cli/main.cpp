@@ -381,7 +381,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   eval->add_option("--gpu-path", mo.gpu_path,
                    "GPU projections of a pruned model: sparse (slid 2:4 GEMMs), dense (the same pruned, quantized "
-                   "operands on dense GEMMs) or auto (dense below the measured crossover)")
+                   "operands on dense GEMMs) or auto (dense below the measured crossover); an unpruned model "
+                   "always runs dense")
       ->capture_default_str();
   eval->add_option("--dump-logits", mo.dump_logits,
                    "Also write the first window's logits [T, vocab] as f32 little-endian to this file (for "

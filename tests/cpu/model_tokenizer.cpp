@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.hpp"
+#include "real_model.hpp"
 #include "slidesparse/error.hpp"
 #include "temp_dir.hpp"
 
@@ -498,10 +499,9 @@ std::string read_file(const std::string& path) {
 // the digest of the reference ids (scripts/tokenizer_reference.py): count, every 4096-id chunk,
 // all ids, the first and last 32; then the file decodes back byte for byte.
 TEST(TokenizerSmolLM2, WikiText2TestMatchesReference) {
-  const fs::path gguf = fs::path(SLIDESPARSE_SOURCE_DIR) / ".deps/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const fs::path gguf = testing::smollm2_gguf_path();
   if (!fs::exists(gguf)) GTEST_SKIP() << gguf << " not present: run scripts/fetch_model.sh";
-  const char* env_text = std::getenv("SLIDESPARSE_WIKITEXT");
-  const std::string text_path = env_text ? env_text : "/work/shared/data/wikitext-2-raw/wiki.test.raw";
+  const std::string text_path = testing::wikitext_test_path();
   if (!fs::exists(text_path))
     GTEST_SKIP() << text_path << " not present (the WikiText-2 raw test file; or set SLIDESPARSE_WIKITEXT)";
   const std::string fixture_path =
