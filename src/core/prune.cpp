@@ -18,6 +18,9 @@ void check_norms_present(PruneMethod method, const float* col_norms, int64_t k,
                     Status::kInvalidArgument,
                     "layer '{}': wanda pruning needs per-column activation norms (k = {}), got none",
                     detail::layer_label(layer), k);
+  SLIDESPARSE_CHECK(method != PruneMethod::kSparseGpt, Status::kInvalidArgument,
+                    "layer '{}': sparsegpt needs the input Hessian; use prune_obs",
+                    detail::layer_label(layer));
 }
 
 // The first column holding an inf or NaN, or -1. A branch-free scan first (vectorizes), since
@@ -148,6 +151,7 @@ const char* prune_method_name(PruneMethod m) noexcept {
   switch (m) {
     case PruneMethod::kMagnitude: return "magnitude";
     case PruneMethod::kWanda: return "wanda";
+    case PruneMethod::kSparseGpt: return "sparsegpt";
   }
   return "unknown";
 }
@@ -155,6 +159,7 @@ const char* prune_method_name(PruneMethod m) noexcept {
 std::optional<PruneMethod> prune_method_from_name(std::string_view s) noexcept {
   if (s == "magnitude") return PruneMethod::kMagnitude;
   if (s == "wanda") return PruneMethod::kWanda;
+  if (s == "sparsegpt") return PruneMethod::kSparseGpt;
   return std::nullopt;
 }
 

@@ -28,13 +28,14 @@ std::vector<uint8_t> mask_of(Pattern p, PruneMethod m, const std::vector<float>&
 }
 
 TEST(PruneNames, RoundTrip) {
-  for (PruneMethod m : {PruneMethod::kMagnitude, PruneMethod::kWanda})
+  for (PruneMethod m : {PruneMethod::kMagnitude, PruneMethod::kWanda, PruneMethod::kSparseGpt})
     EXPECT_EQ(prune_method_from_name(prune_method_name(m)), m);
   EXPECT_STREQ(prune_method_name(PruneMethod::kMagnitude), "magnitude");
   EXPECT_STREQ(prune_method_name(PruneMethod::kWanda), "wanda");
+  EXPECT_STREQ(prune_method_name(PruneMethod::kSparseGpt), "sparsegpt");
   EXPECT_FALSE(prune_method_from_name("Magnitude").has_value());
   EXPECT_FALSE(prune_method_from_name("").has_value());
-  EXPECT_FALSE(prune_method_from_name("sparsegpt").has_value());
+  EXPECT_FALSE(prune_method_from_name("SparseGPT").has_value());
 }
 
 TEST(PruneHand, TiesKeepLowerIndex) {
