@@ -46,12 +46,20 @@ PerplexityResult evaluate_perplexity(const ForwardFn& forward, int64_t vocab, co
 // Calibration for activation-aware (wanda) pruning: the per-column L2 norm of every projection's
 // input over a token stream, norm[k] = sqrt(sum over tokens t of x[t,k]^2), summed in double.
 // The stream is cut into windows exactly as for perplexity (every token of a window counts).
+//
+// With `hessians`, also the input Hessian of every projection for sparsegpt pruning:
+// H[k, k] = sum over tokens of x x^T = X^T X. Projections fed the same input (the model calls the
+// observer consecutively with the same pointer: q/k/v, gate/up) share one computation and get
+// identical copies. Each window's X^T X is a blocked f32 GEMM (DenseLinear, sums of <= ctx
+// products), accumulated across windows in double, stored as f32.
 struct CalibrationResult {
   std::map<std::string, std::vector<float>> norms;  // projection name ("model.layers.0.mlp.up_proj") -> [k]
+  std::map<std::string, std::vector<float>> hessians;  // same names -> [k, k] row-major (when asked for)
   int64_t tokens = 0, windows = 0;
   double seconds = 0.0;
+  double hessian_seconds = 0.0;  // of `seconds`, the time spent in X^T X
 };
 CalibrationResult collect_input_norms(LlamaModel& model, const std::vector<int32_t>& tokens,
-                                      const PerplexityOptions& opts = {});
+                                      const PerplexityOptions& opts = {}, bool hessians = false);
 
 }  // namespace slidesparse

@@ -23,7 +23,8 @@ using ProgressFn = std::function<void(uint64_t done_bytes, uint64_t total_bytes,
 struct PruneOptions {
   Pattern pattern = Pattern::from_n(4);
   PruneMethod method = PruneMethod::kMagnitude;
-  std::string calib_path;        // wanda: safetensors with F32 [k] tensors "P.input_norm"
+  std::string calib_path;        // wanda: F32 [k] "P.input_norm"; sparsegpt: F32 [k, k] "P.input_hessian"
+  double damp = 0.01;            // sparsegpt: H += damp * mean(diag H) * I
   Precision precision = Precision::kKeep;
   std::string include_re;        // RE2, partial match on tensor names; replaces the default rule
   std::string exclude_re;        // RE2, partial match; removes targets
@@ -90,6 +91,7 @@ struct ModelRunOptions {
   std::string device = "cpu";     // cpu | gpu (eval only)
   std::string gpu_path = "sparse";  // gpu: sparse (slid 2:4 GEMMs) | dense (same operands, dense GEMMs) | auto
   std::string dump_logits;  // eval: also write the first window's logits [T, vocab] as f32 LE here
+  bool hessian = false;     // calibrate: also write P.input_hessian F32 [k, k] (for prune --method sparsegpt)
 };
 // The GPU model's forward function (src/api/eval_gpu.cpp in CUDA builds; otherwise a stub that
 // throws kUnsupported).

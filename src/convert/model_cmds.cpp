@@ -178,7 +178,7 @@ nlohmann::json calibrate_model(const ModelRunOptions& o, const std::string& out,
   PerplexityOptions po;
   po.ctx = o.ctx;
   po.progress = progress;
-  const CalibrationResult r = collect_input_norms(model, src.ids, po);
+  const CalibrationResult r = collect_input_norms(model, src.ids, po, o.hessian);
 
   std::vector<OwnedTensor> tensors;
   nlohmann::json layers = nlohmann::json::array();
@@ -192,11 +192,20 @@ nlohmann::json calibrate_model(const ModelRunOptions& o, const std::string& out,
     for (float x : v) mn = std::min(mn, double(x)), mx = std::max(mx, double(x));
     layers.push_back({{"tensor", name + ".input_norm"}, {"k", v.size()}, {"min", mn}, {"max", mx}});
   }
-  nlohmann::json info = {{"tokens", r.tokens}, {"windows", r.windows}, {"ctx", o.ctx}};
+  for (const auto& [name, h] : r.hessians) {
+    const int64_t k = int64_t(r.norms.at(name).size());
+    OwnedTensor t;
+    t.spec = TensorSpec{name + ".input_hessian", DType::kF32, {k, k}};
+    t.bytes.resize(h.size() * sizeof(float));
+    std::memcpy(t.bytes.data(), h.data(), t.bytes.size());
+    tensors.push_back(std::move(t));
+  }
+  nlohmann::json info = {{"tokens", r.tokens}, {"windows", r.windows}, {"ctx", o.ctx}, {"hessian", o.hessian}};
   info.update(src.report);
   write_safetensors(out, tensors, {{"slidesparse_calibration", info.dump()}});  // temp file + rename
   nlohmann::json j = {{"command", "calibrate"}, {"model", o.model}, {"output", out},   {"tensors", tensors.size()},
                       {"tokens", r.tokens},      {"windows", r.windows}, {"seconds", r.seconds}, {"layers", layers}};
+  if (o.hessian) j["hessian_seconds"] = r.hessian_seconds;
   j.update(src.report);
   return j;
 }

@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -28,6 +29,8 @@ std::unique_ptr<RE2> compile_regex(const std::string& pattern, const char* optio
                     option, pattern, re->error());
   return re;
 }
+
+void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 
 bool prunable_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 
@@ -57,10 +60,18 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
   auto include = compile_regex(opts.include_re, "--include");
   auto exclude = compile_regex(opts.exclude_re, "--exclude");
 
+  const bool obs = opts.method == PruneMethod::kSparseGpt;
+  SLIDESPARSE_CHECK(std::isfinite(opts.damp) && opts.damp >= 0.0, Status::kInvalidArgument,
+                    "--damp must be a finite value >= 0, got {}", opts.damp);
   std::optional<SafetensorsFile> calib;
   if (opts.method == PruneMethod::kWanda) {
     SLIDESPARSE_CHECK(!opts.calib_path.empty(), Status::kInvalidArgument,
                       "--method wanda needs --calib FILE (per-column input norms, see docs/FORMAT.md)");
+    calib.emplace(SafetensorsFile::open(opts.calib_path));
+  } else if (obs) {
+    SLIDESPARSE_CHECK(!opts.calib_path.empty(), Status::kInvalidArgument,
+                      "--method sparsegpt needs --calib FILE with input Hessians (`calibrate --hessian`, see "
+                      "docs/FORMAT.md)");
     calib.emplace(SafetensorsFile::open(opts.calib_path));
   }
 
@@ -95,7 +106,17 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
         continue;
       }
       const int64_t k = t.shape[1];
-      if (calib) {
+      if (calib && obs) {
+        const std::string h_name = prefix + ".input_hessian";
+        const TensorInfo* ht = calib->find(h_name);
+        SLIDESPARSE_CHECK(ht != nullptr, Status::kInvalidData,
+                          "calibration file '{}' has no tensor '{}' for layer '{}' (write it with `calibrate "
+                          "--hessian`)",
+                          opts.calib_path, h_name, t.name);
+        SLIDESPARSE_CHECK(ht->dtype == DType::kF32 && ht->shape.size() == 2 && ht->shape[0] == k && ht->shape[1] == k,
+                          Status::kInvalidData, "calibration tensor '{}' must be F32 [{}, {}], got {} [{}]", h_name, k,
+                          k, dtype_token(ht->dtype), fmt::join(ht->shape, ", "));
+      } else if (calib) {
         const std::string norm_name = prefix + ".input_norm";
         const TensorInfo* nt = calib->find(norm_name);
         SLIDESPARSE_CHECK(nt != nullptr, Status::kInvalidData,
@@ -125,6 +146,51 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
   // Pass 2: stream. Per-layer results are collected as the shards are written.
   nlohmann::json layers = nlohmann::json::array();
   int64_t params_pruned = 0, params_in_targets = 0;
+  // sparsegpt: the last few factorizations with the Hessian bytes they came from. Layers are emitted
+  // in file order (e.g. k, o, q, v within a block), so a handful of entries lets q/k/v and gate/up
+  // (identical copies of one input's Hessian) factor once.
+  constexpr size_t kFactorCache = 4;
+  std::vector<std::pair<std::vector<float>, std::shared_ptr<const ObsFactor>>> cache;
+  int64_t factorizations = 0;
+  double factor_s = 0.0, sweep_s = 0.0;
+  auto prune_layer_obs = [&](const TensorInfo& t, uint8_t* buf, int64_t n, int64_t k) -> int64_t {
+    const TensorInfo* ht = calib->find(layer_prefix(t.name) + ".input_hessian");
+    const float* h = reinterpret_cast<const float*>(calib->data(*ht));
+    const auto f0 = std::chrono::steady_clock::now();
+    std::shared_ptr<const ObsFactor> factor;
+    for (auto& [bytes, f] : cache)
+      if (bytes.size() == size_t(k * k) && std::memcmp(bytes.data(), h, bytes.size() * sizeof(float)) == 0) factor = f;
+    if (!factor) {
+      if (cache.size() == kFactorCache) cache.erase(cache.begin());
+      std::vector<float> bytes(h, h + size_t(k * k));
+      factor = std::make_shared<const ObsFactor>(obs_factor(bytes.data(), k, opts.damp, t.name, threads));
+      cache.emplace_back(std::move(bytes), factor);
+      ++factorizations;
+    }
+    calib->release(*ht);
+    const auto f1 = std::chrono::steady_clock::now();
+    std::vector<float> wf(size_t(n * k));
+    const size_t es = dtype_size(t.dtype);
+    for (int64_t i = 0; i < n * k; ++i) wf[size_t(i)] = element_to_f32(t.dtype, buf + size_t(i) * es);
+    prune_obs(opts.pattern, wf.data(), n, k, *factor, t.name, threads);
+    // Back to the checkpoint dtype (round to nearest even); dropped entries are exact +0.
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < n * k; ++i) {
+      uint8_t* e = buf + size_t(i) * es;
+      const bool was_zero = element_is_zero(t.dtype, e);
+      const float v = wf[size_t(i)];
+      if (t.dtype == DType::kF32) std::memcpy(e, &v, 4);
+      else if (t.dtype == DType::kBF16) store_u16(e, f32_to_bf16(v));
+      else store_u16(e, f32_to_f16(v));
+      SLIDESPARSE_CHECK(std::isfinite(element_to_f32(t.dtype, e)), Status::kInvalidData,
+                        "layer '{}': updated weight {} at row {}, column {} does not fit {}", t.name, v, i / k,
+                        i % k, dtype_token(t.dtype));
+      dropped += !was_zero && element_is_zero(t.dtype, e);
+    }
+    factor_s += std::chrono::duration<double>(f1 - f0).count();
+    sweep_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - f1).count();
+    return dropped;
+  };
   auto planner = [&](const SafetensorsFile& shard) {
     std::vector<OutTensor> plan;
     for (const TensorInfo& t : shard.tensors()) {
@@ -140,14 +206,15 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
         std::vector<uint8_t> buf(shard.data(t), shard.data(t) + t.nbytes());
         shard.release(t);
         std::vector<float> norms;
-        if (calib) {
+        if (calib && !obs) {
           const TensorInfo* nt = calib->find(layer_prefix(t.name) + ".input_norm");
           norms.resize(size_t(k));
           std::memcpy(norms.data(), calib->data(*nt), size_t(k) * sizeof(float));
           validate_col_norms(norms.data(), k, t.name);
         }
-        const int64_t dropped = prune_inplace(opts.pattern, opts.method, t.dtype, buf.data(), n, k,
-                                              calib ? norms.data() : nullptr, t.name, threads);
+        const int64_t dropped = obs ? prune_layer_obs(t, buf.data(), n, k)
+                                    : prune_inplace(opts.pattern, opts.method, t.dtype, buf.data(), n, k,
+                                                    calib ? norms.data() : nullptr, t.name, threads);
         params_pruned += dropped;
         params_in_targets += n * k;
         layers.push_back({{"tensor", t.name}, {"shape", {n, k}}, {"dtype_in", dtype_token(t.dtype)},
@@ -178,7 +245,11 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
   const uint64_t out_bytes = write_converted(ckpt, out, opts.force, meta_json, planner, opts.progress);
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {{"command", "prune"},
+  nlohmann::json extra = nlohmann::json::object();
+  if (obs)
+    extra["sparsegpt"] = {{"damp", opts.damp}, {"factorizations", factorizations}, {"factor_seconds", factor_s},
+                          {"sweep_seconds", sweep_s}};
+  nlohmann::json r = {{"command", "prune"},
           {"input", in},
           {"output", out},
           {"pattern", opts.pattern.str()},
@@ -193,6 +264,8 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
           {"output_bytes", out_bytes},
           {"threads", threads},
           {"seconds", seconds}};
+  r.update(extra);
+  return r;
 }
 
 }  // namespace slidesparse

@@ -78,7 +78,7 @@ PerplexityResult evaluate_perplexity(const ForwardFn& forward, int64_t vocab, co
 }
 
 CalibrationResult collect_input_norms(LlamaModel& model, const std::vector<int32_t>& tokens,
-                                      const PerplexityOptions& opts) {
+                                      const PerplexityOptions& opts, bool hessians) {
   SLIDESPARSE_CHECK(opts.ctx >= 1, Status::kInvalidArgument, "calibration: ctx must be >= 1, got {}", opts.ctx);
   SLIDESPARSE_CHECK(!tokens.empty(), Status::kInvalidArgument, "calibration: no tokens");
   const auto t0 = std::chrono::steady_clock::now();
@@ -86,17 +86,48 @@ CalibrationResult collect_input_norms(LlamaModel& model, const std::vector<int32
   int64_t total = (n + opts.ctx - 1) / opts.ctx;
   if (opts.max_windows > 0) total = std::min(total, opts.max_windows);
   std::map<std::string, std::vector<double>> sums;
-  model.set_linear_observer([&sums](const std::string& name, const float* x, int64_t m, int64_t k) {
+  // Hessians: owner[name] = the projection whose accumulator holds name's input (itself for the
+  // first of a run of consecutive calls with one pointer).
+  std::map<std::string, std::vector<double>> hsum;
+  std::map<std::string, std::string> owner;
+  const float* prev_x = nullptr;
+  std::string prev_owner;
+  double hess_s = 0.0;
+  const int threads = model.num_threads();
+  model.set_linear_observer([&](const std::string& name, const float* x, int64_t m, int64_t k) {
     std::vector<double>& acc = sums[name];
     if (acc.empty()) acc.assign(size_t(k), 0.0);
     SLIDESPARSE_CHECK(int64_t(acc.size()) == k, Status::kInternal, "calibration: '{}' input width changed", name);
     for (int64_t r = 0; r < m; ++r)
       for (int64_t c = 0; c < k; ++c) acc[size_t(c)] += double(x[r * k + c]) * double(x[r * k + c]);
+    if (!hessians) return;
+    const std::string own = x == prev_x ? prev_owner : name;
+    auto [it, fresh] = owner.emplace(name, own);
+    SLIDESPARSE_CHECK(it->second == own, Status::kInternal,
+                      "calibration: '{}' shared its input with '{}' in one window and '{}' in another", name,
+                      it->second, own);
+    prev_x = x;
+    prev_owner = own;
+    if (own != name) return;  // a copy of the input just accumulated
+    (void)fresh;
+    const auto h0 = std::chrono::steady_clock::now();
+    std::vector<double>& h = hsum[name];
+    if (h.empty()) h.assign(size_t(k * k), 0.0);
+    SLIDESPARSE_CHECK(int64_t(h.size()) == k * k, Status::kInternal, "calibration: '{}' input width changed", name);
+    // X^T X as the GEMM Y[k, k] = A[k, m] . B[k, m]^T with A = B = X^T.
+    std::vector<float> xt(size_t(k * m)), y(size_t(k * k));
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; ++c) xt[size_t(c * m + r)] = x[r * k + c];
+    const DenseLinear gram(xt.data(), k, m, threads);
+    gram.apply(xt.data(), k, y.data());
+    for (size_t i = 0; i < h.size(); ++i) h[i] += double(y[i]);
+    hess_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - h0).count();
   });
   CalibrationResult r;
   try {
     for (int64_t w = 0; w < total; ++w) {
       const int64_t b = w * opts.ctx, e = std::min(n, b + opts.ctx);
+      prev_x = nullptr;  // buffers of one forward may reuse the addresses of the last one's
       model.forward(std::vector<int32_t>(tokens.begin() + b, tokens.begin() + e));
       r.tokens += e - b;
       r.windows = w + 1;
@@ -112,6 +143,11 @@ CalibrationResult collect_input_norms(LlamaModel& model, const std::vector<int32
     for (size_t i = 0; i < acc.size(); ++i) v[i] = float(std::sqrt(acc[i]));
     r.norms.emplace(name, std::move(v));
   }
+  for (const auto& [name, own] : owner) {
+    const std::vector<double>& h = hsum.at(own);
+    r.hessians.emplace(name, std::vector<float>(h.begin(), h.end()));
+  }
+  r.hessian_seconds = hess_s;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -63,8 +63,8 @@ TEST(cli_BadOption, UnknownMethodAndPrecision) {
   TempDir dir;
   const std::string in = dir.file("in.safetensors"), out = dir.file("out.safetensors");
   write_dense(in);
-  expect_error(run_cli({"prune", "--method", "sparsegpt", in, out}), kExitUsage,
-               {"--method 'sparsegpt'", "magnitude, wanda"});
+  expect_error(run_cli({"prune", "--method", "obc", in, out}), kExitUsage,
+               {"--method 'obc'", "magnitude, wanda, sparsegpt"});
   expect_error(run_cli({"prune", "--precision", "int4", in, out}), kExitUsage, {"--precision 'int4'", "keep, int8, fp8"});
   expect_error(run_cli({"prune", "--precision", "INT8", in, out}), kExitUsage, {"--precision 'INT8'"});
   EXPECT_EQ(entries(dir.path().string()), std::vector<std::string>{"in.safetensors"});
