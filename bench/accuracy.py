@@ -3,7 +3,8 @@
 
 Drives the `slidesparse` CLI only (no Python dependency beyond the standard library):
   1. calibrate   on a calibration text (default: the license texts every Debian system ships in
-                 /usr/share/common-licenses -- disjoint from WikiText-2) for activation-aware pruning;
+                 /usr/share/common-licenses -- disjoint from WikiText-2) for activation-aware pruning
+                 (wanda: input norms; sparsegpt: also the input Hessians, `calibrate --hessian`);
   2. prune       the model once per (pattern, method), keeping BF16 weights;
   3. eval        each pruned model with its projections as stored (BF16 weights, f32 math on the
                  CPU, bf16 SlideLinear on the GPU), W8A8 INT8 and W8A8 FP8 (quantized at load);
@@ -44,12 +45,14 @@ def main():
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="evaluation text (WikiText-2 test)")
     src.add_argument("--ids", help="evaluation token ids instead (int32 LE, from `slidesparse tokenize --ids-out`)")
-    ap.add_argument("--calib", help="precomputed calibration norms (skips the calibrate step)")
+    ap.add_argument("--calib", help="precomputed calibration file (skips the calibrate step); sparsegpt needs one "
+                                    "written with `calibrate --hessian`")
     ap.add_argument("--calib-text", nargs="*", default=sorted(glob.glob("/usr/share/common-licenses/*")),
                     help="calibration text files, concatenated (default: /usr/share/common-licenses/*)")
     ap.add_argument("--calib-tokens", type=int, default=16384, help="calibration tokens (first N)")
     ap.add_argument("--patterns", default="2:4,4:6,6:8,8:10,14:16")
-    ap.add_argument("--methods", default="magnitude,wanda")
+    ap.add_argument("--methods", default="magnitude,wanda", help="magnitude, wanda, sparsegpt (comma-separated)")
+    ap.add_argument("--damp", type=float, default=None, help="sparsegpt: --damp passed to prune (default: the CLI's)")
     ap.add_argument("--precisions", default="bf16,int8,fp8", help="bf16 = weights as stored (BF16)")
     ap.add_argument("--slide-check", default="6:8",
                     help="patterns also evaluated in the other form ('' = none): on the CPU through the slid "
@@ -122,7 +125,8 @@ def main():
     slide_check = set(p for p in a.slide_check.split(",") if p)
 
     calib = a.calib
-    if "wanda" in methods and not calib:
+    calibrated = {"wanda", "sparsegpt"}
+    if calibrated & set(methods) and not calib:
         ctext = os.path.join(work, "calib.txt")
         with open(ctext, "wb") as f:
             for path in a.calib_text:
@@ -131,7 +135,8 @@ def main():
                 f.write(b"\n\n")
         calib = os.path.join(work, "calib.safetensors")
         out, secs = run([a.cli, "calibrate", "--model", a.model, "--text", ctext, "--ctx", str(a.ctx),
-                         "--max-tokens", str(a.calib_tokens), "-o", calib, "--force"] + common, log)
+                         "--max-tokens", str(a.calib_tokens), "-o", calib, "--force"] +
+                        (["--hessian"] if "sparsegpt" in methods else []) + common, log)
         c = json.loads(out)
         print(f"calibrated on {c['tokens']} tokens of {len(a.calib_text)} files in {secs:.0f} s", flush=True)
 
@@ -146,8 +151,10 @@ def main():
                     rows.append(reuse[k])
                 continue
             cmd = [a.cli, "prune", a.model, pruned, "--pattern", pat, "--method", method, "--force"] + common
-            if method == "wanda":
+            if method in calibrated:
                 cmd += ["--calib", calib]
+            if method == "sparsegpt" and a.damp is not None:
+                cmd += ["--damp", str(a.damp)]
             run(cmd, log)
             for prec in precisions:
                 evaluate(pruned, pat, method, prec)
