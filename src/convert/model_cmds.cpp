@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "common/check.hpp"
@@ -103,62 +104,47 @@ nlohmann::json eval_model(const ModelRunOptions& o, const EvalProgressFn& progre
   SLIDESPARSE_CHECK(o.ctx >= 2, Status::kInvalidArgument, "--ctx must be >= 2, got {}", o.ctx);
   SLIDESPARSE_CHECK(o.device == "cpu" || o.device == "gpu", Status::kInvalidArgument,
                     "--device '{}' is not one of: cpu, gpu", o.device);
+  // The model behind one forward function, on either device.
+  GpuForward m;
+  nlohmann::json extra;
+  std::unique_ptr<LlamaModel> cpu;
   if (o.device == "gpu") {
     SLIDESPARSE_CHECK(!o.slide, Status::kInvalidArgument,
                       "--slide is for the CPU path; on the GPU a pruned model always runs slid (--gpu-path sparse), "
                       "--gpu-path dense runs the same operands unslid");
-    const GpuForward g = load_gpu_forward(o);
-    const TokenSource src = load_tokens(o.model, o.text, o.ids, o.max_tokens, g.vocab);
-    PerplexityOptions po;
-    po.ctx = o.ctx;
-    po.progress = progress;
-    const PerplexityResult r = evaluate_perplexity(g.forward, g.vocab, src.ids, po);
-    nlohmann::json j = {{"command", "eval"},
-                        {"model", o.model},
-                        {"device", "gpu"},
-                        {"gpu_path", o.gpu_path},
-                        {"precision", o.mode},
-                        {"slide", false},
-                        {"linears", g.describe},
-                        {"ctx", o.ctx},
-                        {"windows", r.windows},
-                        {"tokens_evaluated", r.tokens_evaluated},
-                        {"nll_mean", r.nll_sum / double(r.tokens_evaluated)},
-                        {"ppl", r.ppl},
-                        {"seconds", r.seconds},
-                        {"load_seconds", g.load_seconds},
-                        {"tokens_per_second", double(r.tokens_evaluated + r.windows) / r.seconds}};
-    j.update(src.report);
-    if (!o.dump_logits.empty()) dump_first_window(g.forward, src.ids, o.ctx, g.vocab, o.dump_logits, j);
-    return j;
+    m = load_gpu_forward(o);
+    extra = {{"gpu_path", o.gpu_path}};
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    cpu = std::make_unique<LlamaModel>(LlamaModel::load(o.model, load_options(o)));
+    m.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    m.vocab = cpu->config().vocab;
+    m.describe = cpu->describe();
+    m.forward = [model = cpu.get()](const std::vector<int32_t>& w) { return model->forward(w); };
+    extra = {{"threads", cpu->num_threads()}};
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  const LlamaModel model = LlamaModel::load(o.model, load_options(o));
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const TokenSource src = load_tokens(o.model, o.text, o.ids, o.max_tokens, model.config().vocab);
+  const TokenSource src = load_tokens(o.model, o.text, o.ids, o.max_tokens, m.vocab);
   PerplexityOptions po;
   po.ctx = o.ctx;
   po.progress = progress;
-  const PerplexityResult r = evaluate_perplexity(model, src.ids, po);
+  const PerplexityResult r = evaluate_perplexity(m.forward, m.vocab, src.ids, po);
   nlohmann::json j = {{"command", "eval"},
                       {"model", o.model},
-                      {"device", "cpu"},
+                      {"device", o.device},
                       {"precision", o.mode},
                       {"slide", o.slide},
-                      {"linears", model.describe()},
+                      {"linears", m.describe},
                       {"ctx", o.ctx},
                       {"windows", r.windows},
                       {"tokens_evaluated", r.tokens_evaluated},
                       {"nll_mean", r.nll_sum / double(r.tokens_evaluated)},
                       {"ppl", r.ppl},
                       {"seconds", r.seconds},
-                      {"load_seconds", load_s},
-                      {"tokens_per_second", double(r.windows > 0 ? r.tokens_evaluated + r.windows : 0) / r.seconds},
-                      {"threads", model.num_threads()}};
+                      {"load_seconds", m.load_seconds},
+                      {"tokens_per_second", double(r.tokens_evaluated + r.windows) / r.seconds}};
+  j.update(extra);
   j.update(src.report);
-  if (!o.dump_logits.empty())
-    dump_first_window([&model](const std::vector<int32_t>& w) { return model.forward(w); }, src.ids, o.ctx,
-                      model.config().vocab, o.dump_logits, j);
+  if (!o.dump_logits.empty()) dump_first_window(m.forward, src.ids, o.ctx, m.vocab, o.dump_logits, j);
   return j;
 }
 
