@@ -14,8 +14,16 @@ ss="${BUILD_DIR:-$root/build}/slidesparse"
 dir=${DEMO_DIR:-$root/out/demo}
 tokens=${DEMO_TOKENS:-2048}
 calib_tokens=${CALIB_TOKENS:-4096}
-wiki=${WIKITEXT:-$root/../shared/data/wikitext-2-raw/wiki.test.raw}
-[ -f "$wiki" ] || { echo "demo: error: WikiText-2 test file not found at $wiki (set WIKITEXT=...)" >&2; exit 3; }
+# WikiText-2 test (never in the repository): $WIKITEXT, else ../shared/data beside the checkout,
+# else the workplace's shared folder.
+wiki=${WIKITEXT:-}
+for cand in "$root/../shared/data/wikitext-2-raw/wiki.test.raw" /work/shared/data/wikitext-2-raw/wiki.test.raw; do
+  [ -n "$wiki" ] || { [ -f "$cand" ] && wiki=$cand; }
+done
+[ -n "$wiki" ] && [ -f "$wiki" ] || {
+  echo "demo: error: the WikiText-2 raw test file was not found (../shared/data/wikitext-2-raw/wiki.test.raw); set WIKITEXT=/path/to/wiki.test.raw" >&2
+  exit 3
+}
 mkdir -p "$dir"
 cd "$dir"
 t0=$(date +%s)
