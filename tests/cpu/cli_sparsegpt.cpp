@@ -19,18 +19,6 @@ namespace {
 using testing::TinyModel;
 using testing::TinyShape;
 
-std::vector<int32_t> random_ids(int64_t count, int64_t vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(count));
-  for (auto& t : ids) t = int32_t(rng() % uint64_t(vocab));
-  return ids;
-}
-void write_ids(const std::string& path, const std::vector<int32_t>& ids) {
-  std::vector<uint8_t> b(ids.size() * 4);
-  std::memcpy(b.data(), ids.data(), b.size());
-  write_bytes(path, b);
-}
-
 struct Fixture {
   TempDir dir;
   TinyShape s;

@@ -144,6 +144,19 @@ inline void write_text(const std::string& path, const std::string& text) {
 }
 
 // 8-byte little-endian header length + header text + data: the safetensors layout, by hand.
+// Token id files for `eval --ids` / `calibrate --ids`: int32 little-endian.
+inline std::vector<int32_t> random_ids(int64_t count, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(count));
+  for (auto& t : ids) t = int32_t(rng() % uint64_t(vocab));
+  return ids;
+}
+inline void write_ids(const std::string& path, const std::vector<int32_t>& ids) {
+  std::vector<uint8_t> b(ids.size() * 4);
+  std::memcpy(b.data(), ids.data(), b.size());
+  write_bytes(path, b);
+}
+
 inline std::vector<uint8_t> make_image(const std::string& header, const std::vector<uint8_t>& data,
                                        uint64_t header_len_override = UINT64_MAX) {
   const uint64_t h = header_len_override == UINT64_MAX ? header.size() : header_len_override;
