@@ -97,6 +97,15 @@ class DevMem {
   size_t bytes_ = 0;
 };
 
+// Rotated inputs: `slots` equally sized slots of one device buffer; launch i reads slot i % slots,
+// so consecutive launches read memory beyond the L2 cache. The suites fill the slots themselves.
+struct SlotArena {
+  DevMem mem;
+  size_t slot_bytes = 0;
+  int64_t slots = 0;
+  const void* slot(int64_t i) const { return mem.get() + size_t(i % slots) * slot_bytes; }
+};
+
 // JSON Lines output; flushed per record so a run stopped from outside keeps every finished one.
 class Sink {
  public:

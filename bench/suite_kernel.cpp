@@ -154,12 +154,7 @@ Variant make_variant(const VariantSpec& spec, ss::GemmPrecision prec, const std:
 
 // X for m rows, laid out for `l`, copied into `slots` consecutive 256-byte-aligned slots of an
 // arena of at least `arena_bytes`; launch i reads slot i % slots.
-struct XArena {
-  DevMem mem;
-  size_t slot_bytes = 0;
-  int64_t slots = 0;
-  const void* slot(int64_t i) const { return mem.get() + size_t(i % slots) * slot_bytes; }
-};
+using XArena = SlotArena;
 
 XArena make_arena(const uint8_t* host_x, int64_t m, const ss::GemmLayout& l, size_t arena_bytes) {
   XArena a;

@@ -187,12 +187,7 @@ class LayerSuite {
   }
 
   // X arena: slots of [m, k] bf16 rows, at least --rotate-mib in all.
-  struct Arena {
-    DevMem mem;
-    size_t slot_bytes = 0;
-    int64_t slots = 0;
-    const void* slot(int64_t i) const { return mem.get() + size_t(i % slots) * slot_bytes; }
-  };
+  using Arena = SlotArena;
   Arena make_arena(int64_t m, int64_t k) {
     Arena a;
     a.slot_bytes = size_t(m * k) * 2;
