@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Per-call host (Python-side) cost of the slidesparse ops in eager mode.
 
-Host time to issue one call, measured with the GPU kept ahead (batches of calls well under the
-launch queue's depth, synchronized between batches; median over batches):
+Host time to issue one call: batches of 100 calls queued behind a ~30 ms GPU spin kernel
+(torch.cuda._sleep), so the GPU never drains the queue during a batch and the host never waits on
+it; median over 20 batches:
   ctypes   ss_linear_forward_scratch through ctypes with preallocated y and scratch: the C++ layer
            and its three kernel launches, no torch (the floor)
   op       torch.ops.slidesparse.sparse_linear (custom_op dispatch, output + scratch allocation)
@@ -21,13 +22,15 @@ import time
 import torch
 
 
-def host_us_per_call(fn, calls=150, batches=30):
+def host_us_per_call(fn, calls=100, batches=20):
     for _ in range(20):
         fn()
     torch.cuda.synchronize()
     per = []
     for _ in range(batches):
         torch.cuda.synchronize()
+        # The GPU spins ~30 ms first, so the calls below only queue work: the time is the host's.
+        torch.cuda._sleep(60_000_000)
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()

@@ -51,7 +51,8 @@ SS_API void ss_plan_cache_destroy(ss_plan_cache* cache);
  *   precision      SS_PRECISION_*
  *   dense_only     1: the plain quantized dense layer (no pruning; forward always dense)
  *   dense_below_m  -1 measure the crossover, 0 never dense, else the row count
- *   search         1: time GEMM algorithms when a bucket is created
+ *   search         0: library default algorithms; n >= 1: time GEMM algorithms when a bucket is
+ *                  created, n launches per candidate (SlideLinear's default is 10)
  *   cache          shared algorithm choices or NULL (must outlive the layer)
  * from_dense: w_host f32 [n, k] (host), magnitude-pruned (unless dense_only), quantized per channel.
  * from_quantized: codes (i8 / e4m3 bytes) [n, k] and scales [n] used exactly as given.

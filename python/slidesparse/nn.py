@@ -31,6 +31,17 @@ def prune_mask(w: torch.Tensor, pattern_n: int, score: Optional[torch.Tensor] = 
     return keep.view(n, kp)[:, :k] & (w != 0)
 
 
+def _search_code(search) -> int:
+    """The C ABI's search argument: 0 none, n timed launches per candidate (True: 10)."""
+    if search is True:
+        return 10
+    if search is False or search is None:
+        return 0
+    if int(search) < 0:
+        raise ValueError(f"search = {search}: use True, False or a positive launch count")
+    return int(search)
+
+
 class SlideLinear(torch.nn.Module):
     """y = x . W^T (+ bias) on the slidesparse GEMM path. Build with from_linear / from_quantized."""
 
@@ -67,11 +78,13 @@ class SlideLinear(torch.nn.Module):
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, pattern="6:8", precision: str = "fp8", method: str = "magnitude",
-                    act_norm: Optional[torch.Tensor] = None, dense_below_m: int = -1, search: bool = True,
+                    act_norm: Optional[torch.Tensor] = None, dense_below_m: int = -1, search=True,
                     plan_cache: Optional["_lib.PlanCache"] = None, device=None) -> "SlideLinear":
         """Prune (magnitude, or wanda with act_norm[k] = ||X[:, k]||_2), quantize per channel and slide
         `linear`'s weight. pattern "dense" (or None) makes the quantized dense baseline layer.
-        dense_below_m: -1 measures the sparse/dense crossover per layer, 0 always sparse."""
+        dense_below_m: -1 measures the sparse/dense crossover per layer, 0 always sparse.
+        search: True (10 timed launches per candidate GEMM algorithm), False (library defaults) or
+        the number of timed launches."""
         dense_only, pn, code, token = cls._options(pattern, precision)
         n, k = linear.weight.shape
         w = linear.weight.detach().float()
@@ -93,14 +106,14 @@ class SlideLinear(torch.nn.Module):
             ptr = ctypes.c_void_p()
             L = _lib.lib()
             _lib.check(L.ss_linear_from_dense(w_host.data_ptr(), n, k, None if bias is None else bias.data_ptr(),
-                                              pn, code, int(dense_only), dense_below_m, int(search),
+                                              pn, code, int(dense_only), dense_below_m, _search_code(search),
                                               plan_cache.ptr if plan_cache else None, ctypes.byref(ptr)))
             lh = _lib.LinearHandle(ptr.value, plan_cache)
         return cls(lh, k, n, None if dense_only else pn, token, bias is not None)
 
     @classmethod
     def from_quantized(cls, codes: torch.Tensor, scale: torch.Tensor, pattern="6:8", bias: Optional[torch.Tensor] = None,
-                       dense_below_m: int = -1, search: bool = True, plan_cache: Optional["_lib.PlanCache"] = None,
+                       dense_below_m: int = -1, search=True, plan_cache: Optional["_lib.PlanCache"] = None,
                        device=None) -> "SlideLinear":
         """A layer from per-channel quantized codes as stored by `slidesparse prune --precision int8|fp8`:
         codes [n, k] int8 or float8_e4m3fn (already (2N-2):2N-pruned), scale [n] (w = q * scale), used
@@ -123,7 +136,7 @@ class SlideLinear(torch.nn.Module):
             ptr = ctypes.c_void_p()
             _lib.check(_lib.lib().ss_linear_from_quantized(
                 q_host.data_ptr(), s_host.data_ptr(), n, k, None if b_host is None else b_host.data_ptr(), pn, code,
-                int(dense_only), dense_below_m, int(search), plan_cache.ptr if plan_cache else None, ctypes.byref(ptr)))
+                int(dense_only), dense_below_m, _search_code(search), plan_cache.ptr if plan_cache else None, ctypes.byref(ptr)))
             lh = _lib.LinearHandle(ptr.value, plan_cache)
         return cls(lh, k, n, None if dense_only else pn, token, b_host is not None)
 

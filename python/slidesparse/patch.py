@@ -30,7 +30,7 @@ def target_linears(model: torch.nn.Module, include: Patterns = None, exclude: Pa
 
 def patch_model(model: torch.nn.Module, pattern="6:8", precision: str = "fp8", include: Patterns = None,
                 exclude: Patterns = None, method: str = "magnitude", act_norms: Optional[dict] = None,
-                dense_below_m: int = -1, search: bool = True, path: str = "auto") -> dict:
+                dense_below_m: int = -1, search=True, path: str = "auto") -> dict:
     """Replaces the target linears of `model` in place by SlideLinear.from_linear(...). Layers of one
     shape share GEMM algorithm choices. Returns {name: original module} (for unpatch_model).
     act_norms: {name: norm[k]} for method="wanda". pattern="dense": the quantized dense baseline."""
@@ -77,7 +77,7 @@ def _tensor(ckpt: Checkpoint, name: str) -> torch.Tensor:
 
 
 def load_pruned(model: torch.nn.Module, path: str, precision: Optional[str] = None, dense_below_m: int = -1,
-                search: bool = True, load_others: bool = True, strict: bool = True) -> dict:
+                search=True, load_others: bool = True, strict: bool = True) -> dict:
     """Loads a checkpoint written by `slidesparse prune` (any --method, --precision) into `model`:
     every pruned layer becomes a SlideLinear built from the stored weights as they are (int8 / fp8
     codes with their scales via from_quantized; float weights via from_linear, whose magnitude rule

@@ -87,7 +87,8 @@ slidesparse::SlideLinearOptions options_of(int pattern_n, int precision, int den
   if (!o.dense_only) o.pattern = slidesparse::Pattern::from_n(pattern_n);
   o.precision = precision_of(precision);
   o.dense_below_m = dense_below_m;
-  o.search = search != 0;
+  o.search = search > 0;
+  if (search > 0) o.search_iters = search;
   o.plan_cache = cache ? cache->cache.get() : nullptr;
   return o;
 }
