@@ -101,7 +101,7 @@ def main():
     try:
         import transformers
         env["transformers"] = transformers.__version__
-        env["git_sha"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+        env["git_sha"] = os.environ.get("SLIDESPARSE_GIT_SHA") or subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                                         cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
     except Exception:  # noqa: BLE001 - environment record only
         pass

@@ -94,16 +94,19 @@ def ref_quant(x, precision):
 
 
 def ref_mask(w, n):
-    """Magnitude keep-mask per aligned group of 2N (k % 2N == 0 here): the 2N-2 largest |w|,
-    equal values keeping the lower column; zeros never kept."""
+    """Magnitude keep-mask per aligned group of 2N: the 2N-2 largest |w|, equal values keeping the
+    lower column; zeros never kept; a partial last group is padded with zeros (docs/FORMAT.md 1-2)."""
     g = 2 * n
     rows, k = w.shape
-    a = w.abs().double().view(rows, k // g, g)
+    kp = -(-k // g) * g
+    a = torch.zeros(rows, kp, dtype=torch.float64, device=w.device)
+    a[:, :k] = w.abs().double()
+    a = a.view(rows, kp // g, g)
     # A stable descending sort keeps equal magnitudes in column order: the lower column ranks first.
     order = torch.sort(a, dim=-1, descending=True, stable=True).indices
     keep = torch.zeros_like(a, dtype=torch.bool)
     keep.scatter_(-1, order[..., : g - 2], True)
-    return keep.view(rows, k) & (w != 0)
+    return keep.view(rows, kp)[:, :k] & (w != 0)
 
 
 # ---------------------------------------------------------------- A: quant_lift
