@@ -5,6 +5,7 @@ quantization on the dense GEMM: the baseline).
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 from typing import Optional
 
@@ -42,8 +43,22 @@ def _search_code(search) -> int:
     return int(search)
 
 
+class _Owner:
+    """Frees a registered layer when the last module using it is collected (deep copies share it)."""
+
+    def __init__(self, hid: int):
+        self.hid = hid
+
+    def __del__(self):
+        try:
+            ops.unregister(self.hid)
+        except Exception:  # interpreter shutdown: the registry may be gone
+            pass
+
+
 class SlideLinear(torch.nn.Module):
-    """y = x . W^T (+ bias) on the slidesparse GEMM path. Build with from_linear / from_quantized."""
+    """y = x . W^T (+ bias) on the slidesparse GEMM path. Build with from_linear / from_quantized.
+    The weights and GEMM plans live in the C library; copy.deepcopy shares them (read-only)."""
 
     def __init__(self, lh: "_lib.LinearHandle", in_features: int, out_features: int, pattern: Optional[int],
                  precision: str, has_bias: bool, path: str = "auto"):
@@ -53,6 +68,7 @@ class SlideLinear(torch.nn.Module):
         self.precision = precision
         self.has_bias = has_bias
         self.handle = ops.register(lh)
+        self._owner = _Owner(self.handle)
         self.path = path
 
     @property
@@ -169,8 +185,9 @@ class SlideLinear(torch.nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, pattern={pat}, "
                 f"precision={self.precision}, bias={self.has_bias}, path={self.path}")
 
-    def __del__(self):
-        try:
-            ops.unregister(self.handle)
-        except Exception:  # interpreter shutdown: the registry may be gone
-            pass
+    def __deepcopy__(self, memo):
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key == "_owner" else copy.deepcopy(value, memo)
+        return new

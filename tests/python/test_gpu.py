@@ -40,10 +40,17 @@ DEV = torch.device("cuda")
 RESULTS = []
 JSON_OUT = os.environ.get("SLIDESPARSE_TEST_JSON")
 
-# Tolerance table (D): relative Frobenius error of the logits vs the masked-dense bf16 model, and
-# the rule that the slid sparse path is no worse than our dense GEMM on the same pruned, quantized
-# operands (err_sparse <= 1.25 * err_dense + 2e-3).
-TOL = {"bf16": 0.03, "int8": 0.08, "fp8": 0.15}
+# Tolerance rules (D), on the relative Frobenius error of the logits vs the masked-dense bf16 model:
+#   err_sparse <= 1.5 * err_emulated + 0.005, err_emulated: the same model with every target linear
+#     replaced by a plain torch emulation of the W8A8 arithmetic (per-token / per-channel scales of
+#     docs/FORMAT.md section 3, f32 products and sums, bf16 output) -- the error a naive
+#     implementation of the same precision has;
+#   err_sparse <= 1.25 * err_dense + 0.002: the slid sparse GEMM is no worse than our dense GEMM on
+#     the same pruned, quantized operands;
+#   err_sparse <= TOL[precision]: a ceiling (a CPU run of the emulation measured bf16 <= 0.004,
+#     int8 0.036-0.042, fp8 0.11-0.13 on these models; the masks alone move the logits by 0.28-0.31,
+#     so a wrong mask fails every rule).
+TOL = {"bf16": 0.02, "int8": 0.08, "fp8": 0.2}
 
 
 def check(name, fn):
@@ -203,6 +210,46 @@ def make_model(kind):
     return model.to(DEV, torch.bfloat16).eval()
 
 
+def _emu_quant(t, precision):
+    Q = 127.0 if precision == "int8" else 448.0
+    amax = t.abs().amax(dim=1, keepdim=True)
+    a = amax.clamp(min=2.0 ** -100)
+    s = torch.where(amax == 0, torch.ones_like(a), a / Q)
+    v = t * (Q / a)
+    if precision == "int8":
+        return torch.clamp(torch.round(v), -128, 127), s
+    return torch.clamp(v, -448, 448).to(torch.float8_e4m3fn).float(), s
+
+
+class EmulatedLinear(torch.nn.Module):
+    """W8A8 (or bf16) linear in plain torch f32 arithmetic: the naive same-precision reference."""
+
+    def __init__(self, lin, precision):
+        super().__init__()
+        self.precision = precision
+        w = lin.weight.detach().float()
+        self.b = None if lin.bias is None else lin.bias.detach().float()
+        self.qw, self.sw = (w, None) if precision == "bf16" else _emu_quant(w, precision)
+
+    def forward(self, x):
+        xf = x.float().reshape(-1, x.shape[-1])
+        if self.precision == "bf16":
+            y = (xf @ self.qw.T).bfloat16().float()
+        else:
+            qx, sx = _emu_quant(xf, self.precision)
+            y = (qx @ self.qw.T) * sx * self.sw.T
+        if self.b is not None:
+            y = y + self.b
+        return y.bfloat16().view(*x.shape[:-1], -1)
+
+
+def emulated(masked, precision):
+    em = copy.deepcopy(masked)
+    for name in slidesparse.patch.target_linears(em):
+        slidesparse.patch._set_module(em, name, EmulatedLinear(em.get_submodule(name), precision))
+    return em
+
+
 def masked_dense(model, n):
     ref = copy.deepcopy(model)
     with torch.no_grad():
@@ -228,8 +275,9 @@ def test_models():
             ref_model = masked_dense(base, n)
             with torch.no_grad():
                 ref = ref_model(ids, use_cache=False).logits
-            del ref_model
             for precision in ("bf16", "int8", "fp8"):
+                with torch.no_grad():
+                    emu = emulated(ref_model, precision)(ids, use_cache=False).logits
                 pm = copy.deepcopy(base)
                 slidesparse.patch_model(pm, pattern, precision, dense_below_m=0)
                 with torch.no_grad():
@@ -237,15 +285,18 @@ def test_models():
                     for m in slidesparse.patch.slide_modules(pm):
                         m.path = "dense"
                     dense = pm(ids, use_cache=False).logits
-                es, ed = rel(sparse, ref), rel(dense, ref)
+                es, ed, ee = rel(sparse, ref), rel(dense, ref), rel(emu, ref)
                 rows.append({"model": kind, "pattern": pattern, "precision": precision, "err_sparse": es,
-                             "err_dense_path": ed, "tol": TOL[precision],
+                             "err_dense_path": ed, "err_emulated": ee, "tol": TOL[precision],
                              "int8_sparse_equals_dense": bool(torch.equal(sparse, dense))})
                 del pm
+            del ref_model
     MODEL_ERRS["rows"] = rows  # recorded before the checks, so a failing run still reports every number
     for r in rows:
         tag = f"{r['model']} {r['pattern']} {r['precision']}"
         require(r["err_sparse"] <= r["tol"], f"{tag}: rel err {r['err_sparse']:.4f} > {r['tol']}")
+        require(r["err_sparse"] <= 1.5 * r["err_emulated"] + 0.005,
+                f"{tag}: rel err {r['err_sparse']:.4f} vs the emulated W8A8 model's {r['err_emulated']:.4f}")
         require(r["err_sparse"] <= 1.25 * r["err_dense_path"] + 2e-3,
                 f"{tag}: sparse {r['err_sparse']:.4f} vs dense path {r['err_dense_path']:.4f}")
         if r["precision"] == "int8":
