@@ -43,6 +43,15 @@ def _search_code(search) -> int:
     return int(search)
 
 
+def _drop_probe_buckets(lh: "_lib.LinearHandle", dense_below_m: int) -> None:
+    """Measuring the crossover (dense_below_m = -1) leaves the probed buckets with their own X', scale
+    and output buffers (up to 4096 rows: ~0.3 GB for one 7B gate projection). The ops use torch
+    scratch instead, so free them; the plans come back on first use, their algorithm choices from
+    the shared plan cache."""
+    if dense_below_m < 0:
+        _lib.check(_lib.lib().ss_linear_release_buckets(lh.ptr))
+
+
 class _Owner:
     """Frees a registered layer when the last module using it is collected (deep copies share it)."""
 
@@ -125,6 +134,7 @@ class SlideLinear(torch.nn.Module):
                                               pn, code, int(dense_only), dense_below_m, _search_code(search),
                                               plan_cache.ptr if plan_cache else None, ctypes.byref(ptr)))
             lh = _lib.LinearHandle(ptr.value, plan_cache)
+            _drop_probe_buckets(lh, dense_below_m)
         return cls(lh, k, n, None if dense_only else pn, token, bias is not None)
 
     @classmethod
@@ -154,6 +164,7 @@ class SlideLinear(torch.nn.Module):
                 q_host.data_ptr(), s_host.data_ptr(), n, k, None if b_host is None else b_host.data_ptr(), pn, code,
                 int(dense_only), dense_below_m, _search_code(search), plan_cache.ptr if plan_cache else None, ctypes.byref(ptr)))
             lh = _lib.LinearHandle(ptr.value, plan_cache)
+            _drop_probe_buckets(lh, dense_below_m)
         return cls(lh, k, n, None if dense_only else pn, token, b_host is not None)
 
     # -- use ------------------------------------------------------------------------------------
