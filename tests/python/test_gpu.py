@@ -297,8 +297,14 @@ def test_models():
         require(r["err_sparse"] <= r["tol"], f"{tag}: rel err {r['err_sparse']:.4f} > {r['tol']}")
         require(r["err_sparse"] <= 1.5 * r["err_emulated"] + 0.005,
                 f"{tag}: rel err {r['err_sparse']:.4f} vs the emulated W8A8 model's {r['err_emulated']:.4f}")
-        require(r["err_sparse"] <= 1.25 * r["err_dense_path"] + 2e-3,
-                f"{tag}: sparse {r['err_sparse']:.4f} vs dense path {r['err_dense_path']:.4f}")
+        # The sparse and dense paths run the same operands on different GEMMs (another summation
+        # order). For bf16 the dense path is cuBLASLt's kernel, the very one torch uses for the
+        # masked-dense reference, so its error is exactly 0 and the floor must be the size of
+        # summation-order noise in this model: measured in the same run by the emulated model (the
+        # same arithmetic in plain torch, another order), at least 2e-3.
+        floor = max(2e-3, r["err_emulated"])
+        require(r["err_sparse"] <= 1.25 * r["err_dense_path"] + floor,
+                f"{tag}: sparse {r['err_sparse']:.4f} vs dense path {r['err_dense_path']:.4f} (+ {floor:.4f})")
         if r["precision"] == "int8":
             require(r["int8_sparse_equals_dense"], f"{tag}: sparse path != dense path")
     worst = max(rows, key=lambda r: r["err_sparse"] / r["tol"])
