@@ -173,6 +173,7 @@ inline void validate(BenchOptions& o) {
   if (quant) {
     if (!o.models.empty() || !o.layers.empty()) bad("--models/--layers do not apply to the quant suite (use --ms, --ks)");
     if (o.native_kprime || !o.policy.empty()) bad("--native-kprime/--policy apply to the kernel and layer suites");
+    if (o.sm90) bad("--sm90 applies to the kernel and layer suites");
     if (!o.plan_cache.empty()) bad("--plan-cache does not apply to the quant suite");
     if (o.ms.empty()) o.ms = o.quick ? std::vector<int64_t>{8192} : std::vector<int64_t>{4096, 8192, 16384};
     if (o.ks.empty()) o.ks = o.quick ? std::vector<int64_t>{4096} : std::vector<int64_t>{3584, 4096, 18944};
@@ -229,7 +230,6 @@ inline void validate(BenchOptions& o) {
       o.variants.push_back({v.kind, "sm90:" + v.name, v.pattern_n, true});
     }
   }
-  if (o.sm90 && quant) bad("--sm90 applies to the kernel and layer suites");
   std::set<int> policy_seen;
   for (const auto& s : o.policy) {
     const Pattern p = detail::parse_pattern(s, "--policy");

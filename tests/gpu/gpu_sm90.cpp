@@ -645,7 +645,7 @@ TEST(Sm90SlideLinear, MatchesTheLibraryBackend) {
   const int64_t n = 520, k = 1000, m = quick() ? 40 : 300;
   std::mt19937_64 rng(77);
   std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> w(size_t(n * k)), bias(size_t(n));
+  std::vector<float> w(static_cast<size_t>(n * k)), bias(static_cast<size_t>(n));
   for (auto& v : w) v = 0.02f * g(rng);
   for (auto& v : bias) v = 0.1f * g(rng);
   std::vector<uint16_t> xh(size_t(m * k));
