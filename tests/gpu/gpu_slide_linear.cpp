@@ -60,6 +60,16 @@ bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
 
 constexpr uint8_t kPoison = 0xFF;
 constexpr uint16_t kPoison16 = 0xFFFF;
+
+// SLIDESPARSE_TEST_LINEAR_BACKEND=sm90 runs every test below on the sm90 backend (our CUTLASS
+// kernels with the fused epilogue; scripts/gpu_sm90.sh does), "library" on cuSPARSELt/cuBLASLt;
+// unset: the default (kAuto, which is the library path whenever search is off).
+LinearBackend test_backend() {
+  const char* b = std::getenv("SLIDESPARSE_TEST_LINEAR_BACKEND");
+  if (b == nullptr || *b == 0) return LinearBackend::kAuto;
+  return std::string(b) == "sm90" ? LinearBackend::kSm90 : LinearBackend::kLibrary;
+}
+
 constexpr int64_t kGuardElems = 2048;
 
 class DeviceBuffer {
@@ -206,6 +216,8 @@ struct IntCase {
         } else {
           out = f32_to_bf16(float(acc));  // the GEMM's one rounding (acc < 2^24)
           if (c.with_bias) out = f32_to_bf16(bf16_to_f32(out) + c.bias[size_t(j)]);
+          // The sm90 backend adds the bias to the f32 accumulator inside the GEMM: one rounding.
+          if (c.with_bias && test_backend() == LinearBackend::kSm90) out = f32_to_bf16(float(acc) + c.bias[size_t(j)]);
         }
         c.want[size_t(i * n + j)] = out;
       }
@@ -256,15 +268,6 @@ struct LayerRun {
     }
   if (bad == 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << what << ": " << bad << " of " << m * n << " elements differ" << first.str();
-}
-
-// SLIDESPARSE_TEST_LINEAR_BACKEND=sm90 runs every test below on the sm90 backend (our CUTLASS
-// kernels with the fused epilogue; scripts/gpu_sm90.sh does), "library" on cuSPARSELt/cuBLASLt;
-// unset: the default (kAuto, which is the library path whenever search is off).
-LinearBackend test_backend() {
-  const char* b = std::getenv("SLIDESPARSE_TEST_LINEAR_BACKEND");
-  if (b == nullptr || *b == 0) return LinearBackend::kAuto;
-  return std::string(b) == "sm90" ? LinearBackend::kSm90 : LinearBackend::kLibrary;
 }
 
 SlideLinearOptions options_for(const IntCase& c) {

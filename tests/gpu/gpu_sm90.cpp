@@ -622,7 +622,7 @@ TEST(Sm90Gemm, RejectionsSayWhy) {
   expect_error(Status::kInvalidData, "not 2:4", [&] { plan->prepare_weight(w.get(), nullptr); });
   expect_error(Status::kInvalidData, "W[0, 40]", [&] { plan->prepare_weight(w.get(), nullptr); });
   expect_error(Status::kInvalidArgument, "prepare_weight", [&] { plan->run(x.get(), d.get(), nullptr, nullptr); });
-  Bound b = bind(make_sm90_plan({16, 64, 128, GemmPrecision::kI8, true}, o), c);
+  Bound b = bind(make_sm90_plan({16, 64, c.k_gemm, GemmPrecision::kI8, true}, o), c);
   GemmPlan::FusedOutput out;
   out.y = d.get();
   out.m = 16;
