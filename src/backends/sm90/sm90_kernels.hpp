@@ -79,8 +79,8 @@ struct MetaPos {
 MetaPos meta_position(GemmPrecision p, int64_t n, int64_t k, int64_t r, int64_t g);
 
 // CPU model of the whole compressor (tests): W[n, k] (2:4 along k, -0.0 counted as zero) to values
-// and metadata, including the choice for groups with fewer than two nonzeros:
-//   0 nonzeros: indices (0, 0)... see compressed_layout.cpp.
+// and metadata, including the choice for groups with fewer than two nonzeros (compressed_layout.cpp
+// states every rule).
 void compress_cpu(GemmPrecision p, const void* w, int64_t n, int64_t k, void* values, void* meta);
 
 // GPU compressor (sm90_compress.cu): checks that W[n, k] (device, row-major) is 2:4 along k
