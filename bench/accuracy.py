@@ -5,6 +5,10 @@ Drives the `slidesparse` CLI only (no Python dependency beyond the standard libr
   1. calibrate   on a calibration text (default: the license texts every Debian system ships in
                  /usr/share/common-licenses -- disjoint from WikiText-2) for activation-aware pruning
                  (wanda: input norms; sparsegpt: also the input Hessians, `calibrate --hessian`);
+     With --heldout-tail N the calibration text is instead the last N tokens of the evaluation ids
+     (a documented held-out slice of the same corpus), and only the tokens before it are evaluated.
+     Methods "wanda-seq" / "sparsegpt-seq" calibrate once per pattern, block-sequentially
+     (`calibrate --sequential`: each layer observed on the model whose earlier layers are pruned);
   2. prune       the model once per (pattern, method), keeping BF16 weights;
   3. eval        each pruned model with its projections as stored (BF16 weights, f32 math on the
                  CPU, bf16 SlideLinear on the GPU), W8A8 INT8 and W8A8 FP8 (quantized at load);
@@ -50,8 +54,13 @@ def main():
     ap.add_argument("--calib-text", nargs="*", default=sorted(glob.glob("/usr/share/common-licenses/*")),
                     help="calibration text files, concatenated (default: /usr/share/common-licenses/*)")
     ap.add_argument("--calib-tokens", type=int, default=16384, help="calibration tokens (first N)")
+    ap.add_argument("--heldout-tail", type=int, default=0,
+                    help="calibrate on the last N tokens of --ids instead of --calib-text, and evaluate only the "
+                         "tokens before them (disjoint by construction)")
     ap.add_argument("--patterns", default="2:4,4:6,6:8,8:10,14:16")
-    ap.add_argument("--methods", default="magnitude,wanda", help="magnitude, wanda, sparsegpt (comma-separated)")
+    ap.add_argument("--methods", default="magnitude,wanda",
+                    help="magnitude, wanda, sparsegpt, wanda-seq, sparsegpt-seq (comma-separated; -seq: "
+                         "block-sequential calibration per pattern)")
     ap.add_argument("--damp", type=float, default=None, help="sparsegpt: --damp passed to prune (default: the CLI's)")
     ap.add_argument("--precisions", default="bf16,int8,fp8", help="bf16 = weights as stored (BF16)")
     ap.add_argument("--slide-check", default="6:8",
@@ -76,6 +85,24 @@ def main():
     rows = []
 
     source = ["--text", a.text] if a.text else ["--ids", a.ids]
+    calib_source = None  # --heldout-tail: ["--ids", tail file]
+    if a.heldout_tail:
+        if not a.ids:
+            sys.exit("--heldout-tail needs --ids")
+        with open(a.ids, "rb") as f:
+            data = f.read()
+        n = len(data) // 4
+        if a.heldout_tail >= n:
+            sys.exit(f"--heldout-tail {a.heldout_tail} leaves no tokens to evaluate ({n} ids)")
+        head, tail = os.path.join(work, "eval_head.ids"), os.path.join(work, "calib_tail.ids")
+        with open(head, "wb") as f:
+            f.write(data[:4 * (n - a.heldout_tail)])
+        with open(tail, "wb") as f:
+            f.write(data[4 * (n - a.heldout_tail):])
+        source = ["--ids", head]
+        calib_source = ["--ids", tail]
+        print(f"held out the last {a.heldout_tail} of {n} ids for calibration; evaluating the first "
+              f"{n - a.heldout_tail}" + (f" (at most {a.max_tokens})" if a.max_tokens else ""), flush=True)
 
     def evaluate(model, pattern, method, precision, check=False):
         if (pattern, method, precision, check) in reuse:
@@ -126,19 +153,25 @@ def main():
 
     calib = a.calib
     calibrated = {"wanda", "sparsegpt"}
-    if calibrated & set(methods) and not calib:
+
+    def base(method):  # "sparsegpt-seq" -> "sparsegpt"
+        return method[:-4] if method.endswith("-seq") else method
+
+    if calib_source is None and calibrated & {base(m) for m in methods}:
         ctext = os.path.join(work, "calib.txt")
         with open(ctext, "wb") as f:
             for path in a.calib_text:
                 with open(path, "rb") as g:
                     f.write(g.read())
                 f.write(b"\n\n")
+        calib_source = ["--text", ctext]
+    if calibrated & set(methods) and not calib:
         calib = os.path.join(work, "calib.safetensors")
-        out, secs = run([a.cli, "calibrate", "--model", a.model, "--text", ctext, "--ctx", str(a.ctx),
+        out, secs = run([a.cli, "calibrate", "--model", a.model] + calib_source + ["--ctx", str(a.ctx),
                          "--max-tokens", str(a.calib_tokens), "-o", calib, "--force"] +
                         (["--hessian"] if "sparsegpt" in methods else []) + common, log)
         c = json.loads(out)
-        print(f"calibrated on {c['tokens']} tokens of {len(a.calib_text)} files in {secs:.0f} s", flush=True)
+        print(f"calibrated on {c['tokens']} tokens in {secs:.0f} s", flush=True)
 
     for prec in precisions:
         evaluate(a.model, "dense", "-", prec)
@@ -150,11 +183,18 @@ def main():
                 for k in wanted:
                     rows.append(reuse[k])
                 continue
-            cmd = [a.cli, "prune", a.model, pruned, "--pattern", pat, "--method", method, "--force"] + common
-            if method in calibrated:
+            cmd = [a.cli, "prune", a.model, pruned, "--pattern", pat, "--method", base(method), "--force"] + common
+            damp = ["--damp", str(a.damp)] if base(method) == "sparsegpt" and a.damp is not None else []
+            if method.endswith("-seq"):
+                seq_calib = os.path.join(work, f"calib_{pat.replace(':', '_')}_{method}.safetensors")
+                out, secs = run([a.cli, "calibrate", "--model", a.model] + calib_source +
+                                ["--ctx", str(a.ctx), "--max-tokens", str(a.calib_tokens), "-o", seq_calib,
+                                 "--force", "--sequential", base(method), "--pattern", pat] + damp + common, log)
+                print(f"  {pat}: sequential {base(method)} calibration in {secs:.0f} s", flush=True)
+                cmd += ["--calib", seq_calib]
+            elif method in calibrated:
                 cmd += ["--calib", calib]
-            if method == "sparsegpt" and a.damp is not None:
-                cmd += ["--damp", str(a.damp)]
+            cmd += damp
             run(cmd, log)
             for prec in precisions:
                 evaluate(pruned, pat, method, prec)

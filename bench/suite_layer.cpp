@@ -28,6 +28,8 @@
 //   host_us        host clock per forward() call, --host-calls calls issued in batches behind a
 //                  stream gate (a host function that holds the stream), so the GPU never makes
 //                  the host wait: the pure cost of issuing one forward (three launches)
+//   quant_host_us / gemm_run_host_us / epilogue_host_us  the same per stage alone; the GEMM stage
+//                  is exactly the backend's run() on the bucket's cached plan
 //   back_to_back_us  the calls then one synchronize, per call: GPU-bound at small m
 //   graph_host_us  the same gated measurement for cudaGraphLaunch of a captured forward
 //   graph_gpu_us / eager_gpu_us  event-timed median of a replay / an eager forward (no flush)
@@ -509,6 +511,16 @@ class LayerSuite {
     auto fwd = [&] { layer.forward(x.slot(0), m, y.get(), stream_, path); };
     bool waited = false, graph_waited = false;
     const double host_us = gated_host_us(fwd, o_.host_calls, o_.host_batch, stream_, waited);
+    // The same per stage: kStageGemm alone is the backend's run() on a cached plan.
+    double stage_us[3] = {0, 0, 0};
+    bool stage_waited = false;
+    const unsigned stage_bits[3] = {ss::kStageQuant, ss::kStageGemm, ss::kStageEpilogue};
+    for (int i = 0; i < 3; ++i) {
+      bool w = false;
+      stage_us[i] = gated_host_us([&] { layer.forward(x.slot(0), m, y.get(), stream_, path, stage_bits[i]); },
+                                  o_.host_calls, o_.host_batch, stream_, w);
+      stage_waited = stage_waited || w;
+    }
 
     const auto t0 = Clock::now();
     for (int i = 0; i < o_.host_calls; ++i) fwd();
@@ -557,16 +569,21 @@ class LayerSuite {
                  {"batch", o_.host_batch},
                  {"host_us", host_us},
                  {"host_waited", waited},
+                 {"quant_host_us", stage_us[0]},
+                 {"gemm_run_host_us", stage_us[1]},
+                 {"epilogue_host_us", stage_us[2]},
+                 {"stage_host_waited", stage_waited},
                  {"back_to_back_us", b2b_us},
                  {"graph_host_us", graph_host_us},
                  {"graph_host_waited", graph_waited},
                  {"graph_gpu_us", graph_gpu_us},
                  {"eager_gpu_us", eager_gpu_us},
                  {"graph_identical", identical}});
-    out_ << fmt::format("  host {} {} {} m={}: forward() {:.1f} us/call issued, {:.1f} us/call back to back; "
-                        "graph launch {:.1f} us issued, replay {:.1f} us vs eager {:.1f} us (GPU){}\n",
-                        pname, L.name, vname, m, host_us, b2b_us, graph_host_us, graph_gpu_us, eager_gpu_us,
-                        identical ? "" : ", REPLAY DIFFERS")
+    out_ << fmt::format("  host {} {} {} m={}: forward() {:.1f} us/call issued (quant {:.1f}, GEMM run() {:.1f}, "
+                        "epilogue {:.1f}), {:.1f} us/call back to back; graph launch {:.1f} us issued, replay {:.1f} "
+                        "us vs eager {:.1f} us (GPU){}\n",
+                        pname, L.name, vname, m, host_us, stage_us[0], stage_us[1], stage_us[2], b2b_us,
+                        graph_host_us, graph_gpu_us, eager_gpu_us, identical ? "" : ", REPLAY DIFFERS")
          << std::flush;
   }
 

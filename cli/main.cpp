@@ -408,11 +408,18 @@ int main(int argc, char** argv) {
   calibrate->add_flag("--hessian", mo.hessian,
                       "Also write each projection's input Hessian sum x x^T as F32 [k, k] 'P.input_hessian' (for "
                       "prune --method sparsegpt; ~0.5 GB for SmolLM2-135M)");
+  calibrate->add_option("--sequential", mo.sequential,
+                        "wanda or sparsegpt: block-sequential statistics - each layer is observed on the model whose "
+                        "earlier layers are already pruned with this method and --pattern (then prune with the same "
+                        "method and pattern); sparsegpt implies --hessian");
+  calibrate->add_option("--pattern", mo.pattern, "With --sequential: the pattern prune will use, e.g. 6:8");
+  calibrate->add_option("--damp", mo.damp, "With --sequential sparsegpt: as prune --damp")->capture_default_str();
   calibrate->add_flag("-f,--force", force, "Replace the output if it exists");
   add_common(calibrate);
   calibrate->footer(
       "Use a text disjoint from the evaluation text. norm[k] = sqrt(sum over tokens of x[t,k]^2) of the input of each "
-      "q/k/v/o/gate/up/down projection, computed by the float (CPU) forward pass.");
+      "q/k/v/o/gate/up/down projection, computed by the float (CPU) forward pass. Sequential calibration costs about "
+      "two forward passes and keeps every window's hidden state (tokens x hidden floats) in memory.");
 
   ss::cli::BenchCommands bench_cmds(app, add_common);  // bench, tune (cli/bench_cmd.cpp)
 
@@ -497,7 +504,8 @@ int main(int argc, char** argv) {
       auto progress = [&](int64_t done, int64_t total, double ppl) {
         if (!draw) return;
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::fprintf(stderr, "\r\033[K[%s] window %lld/%lld %.0fs", is_eval ? "eval" : "calibrate", (long long)done,
+        std::fprintf(stderr, "\r\033[K[%s] %s %lld/%lld %.0fs", is_eval ? "eval" : "calibrate",
+                     mo.sequential.empty() ? "window" : "layer", (long long)done,
                      (long long)total, secs);
         if (is_eval) std::fprintf(stderr, "  ppl %.4f", ppl);
         if (done == total) std::fprintf(stderr, "\r\033[K");

@@ -13,6 +13,8 @@ mkdir -p "$build/rtlibs"
 ldd "$exe" | awk '/=>/ {print $1, $3}' | while read -r name path; do
   case $name in
     libfmt.so* | libre2.so*)
+      # A rebuilt CLI already resolves them from rtlibs/ (its RUNPATH): nothing to copy then.
+      [ "$(readlink -f "$path")" = "$(readlink -f "$build/rtlibs/$name" 2>/dev/null)" ] && continue
       cp -L "$path" "$build/rtlibs/$name"
       echo "gpu_bundle_libs: $name <- $path"
       ;;

@@ -16,4 +16,9 @@ nvidia-smi -L >/dev/null 2>&1 || for exe in ./test_gpu_*; do
   [ -n "$reason" ] && echo "[test] tier-1 GPU tests skipped on this machine: ${reason#*: }"
   break
 done
+# The Python tier-1 test (ctest python_gpu) exits 77 = skipped; say why.
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  py_reason=$(python3 "$root/tests/python/test_gpu.py" 2>&1 | grep -m1 '^SKIP' || true)
+  [ -n "$py_reason" ] && echo "[test] Python GPU tests (python_gpu) skipped: ${py_reason#SKIP: }"
+fi
 exit 0

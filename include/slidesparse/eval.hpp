@@ -62,4 +62,19 @@ struct CalibrationResult {
 CalibrationResult collect_input_norms(LlamaModel& model, const std::vector<int32_t>& tokens,
                                       const PerplexityOptions& opts = {}, bool hessians = false);
 
+// Block-sequential calibration (the procedure of SparseGPT and Wanda): layer l's statistics are
+// collected on the model whose layers 0..l-1 are already pruned, then layer l's projections are
+// pruned with them (prune_layer, once per projection, after the whole layer was observed), and
+// the pruned layer's outputs feed layer l+1. Later layers thus see the activations of the model
+// that will actually run. prune_layer(name, W[n,k] f32 as loaded, n, k, norms[k], hessian or
+// null) returns the pruned W exactly as the checkpoint will hold it (rounded to its dtype), so
+// `prune --calib` with the same rule on the result reproduces the model observed here. The model
+// must hold float projections (DenseLinear; kUnsupported otherwise) and is left pruned. Hidden
+// states of all windows are kept between layers (tokens x hidden floats). progress reports layers.
+using PruneLayerFn = std::function<std::vector<float>(const std::string& name, const std::vector<float>& w,
+                                                      int64_t n, int64_t k, const std::vector<float>& norms,
+                                                      const std::vector<float>* hessian)>;
+CalibrationResult collect_sequential(LlamaModel& model, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& opts, bool hessians, const PruneLayerFn& prune_layer);
+
 }  // namespace slidesparse

@@ -187,6 +187,11 @@ class LlamaModel {
 
   // Logits [T, vocab], row-major. Tokens must lie in [0, vocab) (kInvalidArgument otherwise).
   std::vector<float> forward(const std::vector<int32_t>& tokens) const;
+  // forward() in its three parts, for layer-by-layer work (sequential calibration): hidden states
+  // x are [T, hidden] row-major f32; forward == logits(apply_layer(... apply_layer(embed))).
+  std::vector<float> embed(const std::vector<int32_t>& tokens) const;
+  void apply_layer(int64_t layer, float* x, int64_t T) const;  // in place; layer in [0, config().layers)
+  std::vector<float> logits(const float* x, int64_t T) const;  // final norm + lm_head: [T, vocab]
   const LlamaConfig& config() const noexcept;
   int num_threads() const noexcept;
 

@@ -124,9 +124,24 @@ class SlideLinear {
   void forward(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, Stream stream, LinearPath path,
                unsigned stages = kStageAll);
 
+  // The same, with the intermediate buffers (X', per-token scales, the GEMM output) carved from
+  // caller-owned device memory instead of the bucket's own: `scratch` must hold at least
+  // scratch_bytes(m, path) bytes (256-byte aligned). Many layers can then share one scratch (or
+  // a framework's caching allocator) instead of each bucket keeping buffers for its largest m;
+  // the bucket keeps only its GEMM plan. X' padding rows [m, bucket rows) are written as zeros.
+  void forward_with_scratch(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, Stream stream, LinearPath path,
+                            void* scratch, size_t scratch_bytes);
+  // Bytes forward_with_scratch needs for m rows on `path` (kAuto: the path m takes); calls with
+  // more than kMaxBucketRows rows run in chunks that reuse the scratch. Allocates nothing.
+  size_t scratch_bytes(int64_t m, LinearPath path = LinearPath::kAuto) const;
+
   // Creates the buckets every m in [1, max_m] needs on `path` (kAuto: the path each m takes), so
   // that later forwards up to max_m allocate nothing and can be captured. Synchronizes `stream`.
-  void warmup(int64_t max_m, Stream stream, LinearPath path = LinearPath::kAuto);
+  // with_buffers = false creates the plans only (for forward_with_scratch).
+  void warmup(int64_t max_m, Stream stream, LinearPath path = LinearPath::kAuto, bool with_buffers = true);
+  // Frees every bucket (plans, compressed weights, buffers); later forwards create them again.
+  // Not while a stream using this layer captures a graph or has work in flight on the buffers.
+  void release_buckets();
 
   int64_t n() const noexcept;
   int64_t k() const noexcept;

@@ -145,22 +145,47 @@ struct SlideLinear::Impl {
     return path == LinearPath::kDense;
   }
 
-  // The bucket that runs m rows (m <= kMaxBucketRows) on a path, created on first use.
-  Bucket& bucket(bool dense, int64_t m, cudaStream_t stream) {
+  GemmProblem problem(bool dense, int64_t rows) const {
+    return GemmProblem{rows, n, dense ? k_dense : k_sparse, gemm_precision, !dense};
+  }
+
+  // Scratch carve-up for forward_with_scratch: X', then the GEMM output, then the scales, each
+  // 256-byte aligned, plus the slack the GEMM libraries may read past X' (detail.hpp).
+  struct ScratchLayout {
+    size_t xq = 0, d = 0, scale = 0, total = 0;
+  };
+  ScratchLayout scratch_layout(bool dense, int64_t rows) const {
+    const GemmLayout l = gemm_layout(problem(dense, rows));
+    auto align = [](size_t b) { return (b + 255) / 256 * 256; };
+    ScratchLayout s;
+    s.xq = 0;
+    s.d = align(l.x_bytes());
+    s.scale = s.d + align(l.d_bytes());
+    s.total = s.scale + align(quantized ? size_t(l.m_rows) * sizeof(float) : 0) + detail::kDeviceAllocSlack;
+    return s;
+  }
+
+  // The bucket that runs m rows (m <= kMaxBucketRows) on a path, created on first use; with
+  // `buffers`, also its own X', scale and output buffers (forward without scratch).
+  Bucket& bucket(bool dense, int64_t m, cudaStream_t stream, bool buffers = true) {
     const int64_t rows = bucket_rows(m);
     Slots& slots = dense ? dense_slots : sparse_slots;
     std::lock_guard<std::mutex> lock(mu);
     std::unique_ptr<Bucket>& slot = slots[size_t(bucket_slot(rows))];
-    if (slot) return *slot;
+    if (slot && (!buffers || slot->xq.get() != nullptr)) return *slot;
     SLIDESPARSE_API_REQUIRE(!detail::stream_is_capturing(stream), Status::kInvalidArgument,
-                            "forward(m = {}) needs the {} bucket of {} rows, which does not exist yet, while "
+                            "forward(m = {}) needs the {} bucket of {} rows{}, which does not exist yet, while "
                             "the stream captures a CUDA graph: creating a bucket chooses the GEMM algorithm "
                             "and synchronizes. Call warmup(max_m) before capturing",
-                            m, dense ? "dense" : "sparse", rows);
+                            m, dense ? "dense" : "sparse", rows, slot ? " (its buffers)" : "");
+    if (slot) {  // the plan exists (made for forward_with_scratch): add the buffers
+      allocate_buffers(*slot, stream);
+      return *slot;
+    }
     auto b = std::make_unique<Bucket>();
     b->rows = rows;
     b->dense = dense;
-    const GemmProblem p{rows, n, dense ? k_dense : k_sparse, gemm_precision, !dense};
+    const GemmProblem p = problem(dense, rows);
     PlanOptions po;
     po.search = opts.search;
     po.search_iters = opts.search_iters;
@@ -183,47 +208,34 @@ struct SlideLinear::Impl {
     }
     if (lib && own) {
       // Both engines on this bucket's rows, each with its epilogue: keep the faster.
-      fill_bucket(*b, *lib, stream);
-      const double t_lib = time_bucket(*b, *lib, stream);
-      const double t_own = time_bucket(*b, *own, stream);
+      const double t_lib = time_plan(*lib, rows, stream);
+      const double t_own = time_plan(*own, rows, stream);
       b->choice = fmt::format("auto: library {:.1f} us, sm90 {:.1f} us", t_lib, t_own);
       b->plan = t_own < t_lib ? std::move(own) : std::move(lib);
     } else {
       b->plan = lib ? std::move(lib) : std::move(own);
       b->choice = linear_backend_name(opts.backend);
     }
-    fill_bucket(*b, *b->plan, stream);
-    SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (buffers) allocate_buffers(*b, stream);
     slot = std::move(b);
     return *slot;
   }
 
-  // The bucket's buffers for `plan` (a fused plan needs no GEMM output), finite from the start:
-  // rows past m are computed by every GEMM.
-  void fill_bucket(Bucket& b, const GemmPlan& plan, cudaStream_t stream) const {
+  // GEMM + epilogue of `plan` on `rows` rows of zero X' (unit scales), median us.
+  double time_plan(GemmPlan& plan, int64_t rows, cudaStream_t stream) const {
     const GemmLayout& l = plan.layout();
-    b.xq.reset(l.x_bytes());
-    b.d.reset(plan.fuses_epilogue() ? 0 : l.d_bytes());
-    b.scale.reset(quantized ? size_t(l.m_rows) * sizeof(float) : 0);
-    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.xq.get(), 0, l.x_bytes(), stream));
-    if (b.d.get() != nullptr) SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.d.get(), 0, l.d_bytes(), stream));
+    detail::DeviceMemory xq(l.x_bytes()), d(plan.fuses_epilogue() ? 0 : l.d_bytes()),
+        scale(quantized ? size_t(l.m_rows) * sizeof(float) : 0), y(size_t(rows) * size_t(n) * 2);
+    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(xq.get(), 0, l.x_bytes(), stream));
     if (quantized) {
       const std::vector<float> ones(size_t(l.m_rows), 1.0f);
-      SLIDESPARSE_CUDA_CHECK(cudaMemcpyAsync(b.scale.get(), ones.data(), ones.size() * sizeof(float),
+      SLIDESPARSE_CUDA_CHECK(cudaMemcpyAsync(scale.get(), ones.data(), ones.size() * sizeof(float),
                                              cudaMemcpyHostToDevice, stream));
       SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
     }
-  }
-
-  // GEMM + epilogue of `plan` on all of the bucket's rows (X' as filled: zeros), median us.
-  double time_bucket(Bucket& b, GemmPlan& plan, cudaStream_t stream) const {
-    const GemmLayout& l = plan.layout();
-    detail::DeviceMemory d(plan.fuses_epilogue() ? 0 : l.d_bytes()), y(size_t(b.rows) * size_t(n) * 2);
-    const void* xq = b.xq.get();
-    const float* scale = quantized ? static_cast<const float*>(b.scale.get()) : nullptr;
+    const float* sc = quantized ? static_cast<const float*>(scale.get()) : nullptr;
     return detail::time_launches_us(
-        [&] { run_gemm_epilogue(plan, xq, scale, plan.fuses_epilogue() ? nullptr : d.get(), b.rows, y.get(), stream,
-                                kStageGemm | kStageEpilogue); },
+        [&] { run_gemm_epilogue(plan, xq.get(), sc, d.get(), rows, y.get(), stream, kStageGemm | kStageEpilogue); },
         kProbeWarmup, kProbeIters, stream);
   }
 
@@ -265,9 +277,28 @@ struct SlideLinear::Impl {
     }
   }
 
-  void run(const Bucket& b, const void* x, int64_t m, void* y, cudaStream_t stream, unsigned stages) const {
+  void allocate_buffers(Bucket& b, cudaStream_t stream) const {
     const GemmLayout& l = b.plan->layout();
-    float* scale = quantized ? static_cast<float*>(b.scale.get()) : nullptr;
+    b.xq.reset(l.x_bytes());
+    b.d.reset(b.plan->fuses_epilogue() ? 0 : l.d_bytes());  // a fused plan writes Y directly
+    if (quantized) b.scale.reset(size_t(l.m_rows) * sizeof(float));
+    // Finite contents from the start: rows past m are computed by every GEMM.
+    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.xq.get(), 0, l.x_bytes(), stream));
+    if (b.d.get() != nullptr) SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.d.get(), 0, l.d_bytes(), stream));
+    SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+
+  void run(const Bucket& b, const void* x, int64_t m, void* y, cudaStream_t stream, unsigned stages) const {
+    run(b, x, m, y, stream, stages, b.xq.get(), quantized ? static_cast<float*>(b.scale.get()) : nullptr,
+        b.d.get(), m);
+  }
+
+  // xq, scale, d: the bucket's own buffers or pieces of a caller's scratch; m_pad: rows of X'
+  // quant_lift writes (m for the bucket's own buffers, whose padding rows stay finite from their
+  // zero fill; the bucket's rows for scratch, whose contents are unknown).
+  void run(const Bucket& b, const void* x, int64_t m, void* y, cudaStream_t stream, unsigned stages, void* xq,
+           float* scale, void* d, int64_t m_pad) const {
+    const GemmLayout& l = b.plan->layout();
     if (stages & kStageQuant) {
       QuantLiftParams q;
       q.x = x;
@@ -275,9 +306,9 @@ struct SlideLinear::Impl {
       q.m = m;
       q.k = k;
       q.ldx = k;
-      q.q = b.xq.get();
+      q.q = xq;
       q.out_dtype = q_dtype;
-      q.m_pad = m;
+      q.m_pad = m_pad;
       q.k_out = l.k;
       q.ldq = l.k;
       q.scale = scale;
@@ -286,7 +317,7 @@ struct SlideLinear::Impl {
       SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInvalidArgument, "forward: {}", why ? why : "");
       SLIDESPARSE_CUDA_CHECK(quant_lift(q, stream));
     }
-    run_gemm_epilogue(*b.plan, b.xq.get(), scale, b.d.get(), m, y, stream, stages);
+    run_gemm_epilogue(*b.plan, xq, scale, d, m, y, stream, stages);
   }
 
   // Full-layer median time of both paths at each probe m; the crossover is the smallest probe
@@ -475,7 +506,51 @@ void SlideLinear::forward(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, S
   }
 }
 
-void SlideLinear::warmup(int64_t max_m, Stream stream, LinearPath path) {
+void SlideLinear::forward_with_scratch(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, Stream stream,
+                                       LinearPath path, void* scratch, size_t scratch_bytes) {
+  Impl& I = *impl_;
+  SLIDESPARSE_API_REQUIRE(m >= 0, Status::kInvalidArgument, "forward_with_scratch: m = {} is negative", m);
+  if (m == 0) return;
+  SLIDESPARSE_API_REQUIRE(x_bf16_dev != nullptr && y_bf16_dev != nullptr && scratch != nullptr,
+                          Status::kInvalidArgument, "forward_with_scratch: x, y and scratch must not be null (m = {})",
+                          m);
+  SLIDESPARSE_API_REQUIRE(reinterpret_cast<uintptr_t>(scratch) % 256 == 0, Status::kInvalidArgument,
+                          "forward_with_scratch: scratch must be 256-byte aligned");
+  const bool dense = I.resolve_dense(path, m);
+  const int64_t first = std::min(kMaxBucketRows, m);
+  const Impl::ScratchLayout sl = I.scratch_layout(dense, bucket_rows(first));
+  SLIDESPARSE_API_REQUIRE(scratch_bytes >= sl.total, Status::kInvalidArgument,
+                          "forward_with_scratch: m = {} needs {} bytes of scratch, got {}", m, sl.total,
+                          scratch_bytes);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const auto* x = static_cast<const uint8_t*>(x_bf16_dev);
+  auto* y = static_cast<uint8_t*>(y_bf16_dev);
+  auto* base = static_cast<uint8_t*>(scratch);
+  for (int64_t r0 = 0; r0 < m; r0 += kMaxBucketRows) {
+    const int64_t rows = std::min(kMaxBucketRows, m - r0);
+    const Impl::Bucket& b = I.bucket(dense, rows, s, /*buffers=*/false);
+    // A smaller last chunk has a smaller bucket: its carve-up fits in the first one's.
+    const Impl::ScratchLayout c = I.scratch_layout(dense, b.rows);
+    I.run(b, x + size_t(r0 * I.k) * 2, rows, y + size_t(r0 * I.n) * 2, s, kStageAll, base + c.xq,
+          I.quantized ? reinterpret_cast<float*>(base + c.scale) : nullptr, base + c.d, b.plan->layout().m_rows);
+  }
+}
+
+size_t SlideLinear::scratch_bytes(int64_t m, LinearPath path) const {
+  const Impl& I = *impl_;
+  SLIDESPARSE_API_REQUIRE(m >= 0, Status::kInvalidArgument, "scratch_bytes: m = {} is negative", m);
+  if (m == 0) return 0;
+  return I.scratch_layout(I.resolve_dense(path, m), bucket_rows(std::min(kMaxBucketRows, m))).total;
+}
+
+void SlideLinear::release_buckets() {
+  Impl& I = *impl_;
+  std::lock_guard<std::mutex> lock(I.mu);
+  for (auto* slots : {&I.sparse_slots, &I.dense_slots})
+    for (auto& b : *slots) b.reset();
+}
+
+void SlideLinear::warmup(int64_t max_m, Stream stream, LinearPath path, bool with_buffers) {
   Impl& I = *impl_;
   SLIDESPARSE_API_REQUIRE(max_m >= 0, Status::kInvalidArgument, "warmup: max_m = {} is negative", max_m);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
@@ -488,10 +563,10 @@ void SlideLinear::warmup(int64_t max_m, Stream stream, LinearPath path) {
     if (lo > top) break;
     const int64_t hi = std::min(rows, top);
     if (path == LinearPath::kAuto) {
-      if (I.dense_for(lo)) I.bucket(true, hi, s);
-      if (!I.dense_for(hi) || chunked_sparse) I.bucket(false, hi, s);
+      if (I.dense_for(lo)) I.bucket(true, hi, s, with_buffers);
+      if (!I.dense_for(hi) || chunked_sparse) I.bucket(false, hi, s, with_buffers);
     } else {
-      I.bucket(I.resolve_dense(path, hi), hi, s);
+      I.bucket(I.resolve_dense(path, hi), hi, s, with_buffers);
     }
     if (rows == kMaxBucketRows) break;
   }

@@ -92,6 +92,10 @@ struct ModelRunOptions {
   std::string gpu_path = "sparse";  // gpu: sparse (slid 2:4 GEMMs) | dense (same operands, dense GEMMs) | auto
   std::string dump_logits;  // eval: also write the first window's logits [T, vocab] as f32 LE here
   bool hessian = false;     // calibrate: also write P.input_hessian F32 [k, k] (for prune --method sparsegpt)
+  // calibrate: block-sequential statistics for this prune method ("wanda" | "sparsegpt"; empty:
+  // one pass over the model as loaded), pruning each layer to `pattern` before the next is observed.
+  std::string sequential;
+  double damp = 0.01;       // calibrate --sequential sparsegpt: as prune --damp
 };
 // The GPU model's forward function (src/api/eval_gpu.cpp in CUDA builds; otherwise a stub that
 // throws kUnsupported).

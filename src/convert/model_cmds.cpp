@@ -12,7 +12,9 @@
 #include "io/atomic_file.hpp"
 #include "convert/convert.hpp"
 #include "slidesparse/eval.hpp"
+#include "slidesparse/checkpoint.hpp"
 #include "slidesparse/llama.hpp"
+#include "slidesparse/prune.hpp"
 #include "slidesparse/safetensors.hpp"
 #include "slidesparse/tokenizer.hpp"
 
@@ -91,6 +93,57 @@ void dump_first_window(const ForwardFn& forward, const std::vector<int32_t>& ids
   report["logits"] = {{"path", path}, {"tokens", t}, {"vocab", vocab}};
 }
 
+// The dtype of every tensor of a checkpoint (file or HF directory), from the shard headers.
+std::map<std::string, DType> tensor_dtypes(const std::string& path) {
+  const Checkpoint ck = Checkpoint::open(path);
+  std::map<std::string, DType> out;
+  for (size_t i = 0; i < ck.shards.size(); ++i) {
+    const SafetensorsFile f = SafetensorsFile::open(ck.shard_path(i));
+    for (const TensorInfo& t : f.tensors()) out[t.name] = t.dtype;
+  }
+  return out;
+}
+
+// Rounds f32 values to what a tensor of dtype dt holds (as prune writes them back), in place.
+void round_to_dtype(DType dt, std::vector<float>& v) {
+  if (dt == DType::kBF16)
+    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  else if (dt == DType::kF16)
+    for (float& x : v) x = f16_to_f32(f32_to_f16(x));
+}
+
+// calibrate --sequential: the pruning rule `prune --method M --pattern P --calib` applies to one
+// projection, on its f32 weight, rounded back to the checkpoint's dtype.
+PruneLayerFn sequential_pruner(const ModelRunOptions& o, int threads) {
+  const auto method = prune_method_from_name(o.sequential);
+  SLIDESPARSE_CHECK(method && *method != PruneMethod::kMagnitude, Status::kInvalidArgument,
+                    "--sequential '{}' is not one of: wanda, sparsegpt", o.sequential);
+  SLIDESPARSE_CHECK(!o.pattern.empty(), Status::kInvalidArgument,
+                    "--sequential needs --pattern (the pattern prune will use, e.g. 6:8)");
+  const Pattern pattern = Pattern::parse(o.pattern);
+  SLIDESPARSE_CHECK(std::isfinite(o.damp) && o.damp >= 0, Status::kInvalidArgument,
+                    "--damp must be finite and >= 0, got {}", o.damp);
+  auto dtypes = std::make_shared<const std::map<std::string, DType>>(tensor_dtypes(o.model));
+  const PruneMethod m = *method;
+  const double damp = o.damp;
+  return [=](const std::string& name, const std::vector<float>& w, int64_t n, int64_t k,
+             const std::vector<float>& norms, const std::vector<float>* hessian) {
+    const auto it = dtypes->find(name + ".weight");
+    SLIDESPARSE_CHECK(it != dtypes->end() &&
+                          (it->second == DType::kF32 || it->second == DType::kBF16 || it->second == DType::kF16),
+                      Status::kUnsupported, "--sequential: '{}.weight' must be stored as f32, f16 or bf16", name);
+    std::vector<float> out = w;
+    if (m == PruneMethod::kSparseGpt) {
+      prune_obs(pattern, out.data(), n, k, hessian->data(), damp, name, threads);
+    } else {
+      validate_col_norms(norms.data(), k, name);
+      prune_inplace(pattern, m, DType::kF32, out.data(), n, k, norms.data(), name, threads);
+    }
+    round_to_dtype(it->second, out);
+    return out;
+  };
+}
+
 }  // namespace
 
 // Replaced by the strong definition in src/api/eval_gpu.cpp when the CLI is built with CUDA.
@@ -164,7 +217,10 @@ nlohmann::json calibrate_model(const ModelRunOptions& o, const std::string& out,
   PerplexityOptions po;
   po.ctx = o.ctx;
   po.progress = progress;
-  const CalibrationResult r = collect_input_norms(model, src.ids, po, o.hessian);
+  const bool seq = !o.sequential.empty();
+  const bool hessians = o.hessian || o.sequential == "sparsegpt";
+  const CalibrationResult r = seq ? collect_sequential(model, src.ids, po, hessians, sequential_pruner(o, model.num_threads()))
+                                  : collect_input_norms(model, src.ids, po, hessians);
 
   std::vector<OwnedTensor> tensors;
   nlohmann::json layers = nlohmann::json::array();
@@ -186,12 +242,17 @@ nlohmann::json calibrate_model(const ModelRunOptions& o, const std::string& out,
     std::memcpy(t.bytes.data(), h.data(), t.bytes.size());
     tensors.push_back(std::move(t));
   }
-  nlohmann::json info = {{"tokens", r.tokens}, {"windows", r.windows}, {"ctx", o.ctx}, {"hessian", o.hessian}};
+  nlohmann::json info = {{"tokens", r.tokens}, {"windows", r.windows}, {"ctx", o.ctx}, {"hessian", hessians}};
+  if (seq) {
+    info["sequential"] = {{"method", o.sequential}, {"pattern", o.pattern}};
+    if (o.sequential == "sparsegpt") info["sequential"]["damp"] = o.damp;
+  }
   info.update(src.report);
   write_safetensors(out, tensors, {{"slidesparse_calibration", info.dump()}});  // temp file + rename
   nlohmann::json j = {{"command", "calibrate"}, {"model", o.model}, {"output", out},   {"tensors", tensors.size()},
                       {"tokens", r.tokens},      {"windows", r.windows}, {"seconds", r.seconds}, {"layers", layers}};
-  if (o.hessian) j["hessian_seconds"] = r.hessian_seconds;
+  if (hessians) j["hessian_seconds"] = r.hessian_seconds;
+  if (seq) j["sequential"] = info["sequential"];
   j.update(src.report);
   return j;
 }

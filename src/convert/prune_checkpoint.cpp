@@ -43,6 +43,33 @@ DType output_dtype(Precision p, DType in) {
   return in;
 }
 
+// A calibration file written by `calibrate --sequential M --pattern P` describes the model pruned
+// with M and P layer by layer; pruning with anything else would use another model's statistics.
+void check_sequential_calibration(const SafetensorsFile& calib, const PruneOptions& opts) {
+  const auto it = calib.metadata().find("slidesparse_calibration");
+  if (it == calib.metadata().end()) return;
+  const nlohmann::json info = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (!info.is_object() || !info.contains("sequential") || !info["sequential"].is_object()) return;
+  const nlohmann::json& sq = info["sequential"];
+  const std::string m = sq.value("method", std::string()), p = sq.value("pattern", std::string());
+  const bool same_pattern = [&] {
+    try {
+      return Pattern::parse(p) == opts.pattern;
+    } catch (const Error&) {
+      return false;
+    }
+  }();
+  SLIDESPARSE_CHECK(m == prune_method_name(opts.method) && same_pattern, Status::kInvalidArgument,
+                    "--calib '{}' was collected sequentially for --method {} --pattern {}; pruning with --method {} "
+                    "--pattern {} would use the statistics of a different model (collect them again, or calibrate "
+                    "without --sequential)",
+                    opts.calib_path, m, p, prune_method_name(opts.method), opts.pattern.str());
+  if (opts.method == PruneMethod::kSparseGpt && sq.contains("damp") && sq["damp"].is_number())
+    SLIDESPARSE_CHECK(sq["damp"].get<double>() == opts.damp, Status::kInvalidArgument,
+                      "--calib '{}' was collected sequentially with --damp {}; prune was given --damp {}",
+                      opts.calib_path, sq["damp"].get<double>(), opts.damp);
+}
+
 }  // namespace
 
 int resolve_threads(int requested) noexcept {
@@ -74,6 +101,7 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
                       "docs/FORMAT.md)");
     calib.emplace(SafetensorsFile::open(opts.calib_path));
   }
+  if (calib) check_sequential_calibration(*calib, opts);
 
   // Pass 1, headers only: choose targets and validate everything before writing a byte.
   SlideMetadata meta;

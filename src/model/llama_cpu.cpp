@@ -633,22 +633,49 @@ void LlamaModel::transform_linears(const LinearTransform& f, bool include_lm_hea
   if (include_lm_head) apply("lm_head", impl_->lm_head);
 }
 
-std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const {
+std::vector<float> LlamaModel::embed(const std::vector<int32_t>& tokens) const {
   const Impl& m = *impl_;
   const LlamaConfig& c = m.cfg;
-  const int64_t T = int64_t(tokens.size()), h = c.hidden, hd = c.head_dim, half = hd / 2;
-  const int64_t nh = c.heads, nkv = c.kv_heads, group = nh / nkv, qd = nh * hd, kvd = nkv * hd, ff = c.intermediate;
+  const int64_t T = int64_t(tokens.size()), h = c.hidden;
   SLIDESPARSE_CHECK(T > 0, Status::kInvalidArgument, "forward: empty token sequence");
   for (int64_t t = 0; t < T; ++t)
     SLIDESPARSE_CHECK(tokens[size_t(t)] >= 0 && tokens[size_t(t)] < c.vocab, Status::kInvalidArgument,
                       "forward: token {} at position {} is outside [0, {})", tokens[size_t(t)], t, c.vocab);
-  const float eps = float(c.rms_norm_eps);
-  const int nt = m.num_threads;
-
-  std::vector<float> x(size_t(T * h)), xn(size_t(T * h)), tmp(size_t(T * h));
+  std::vector<float> x(size_t(T * h));
   for (int64_t t = 0; t < T; ++t)
     std::memcpy(&x[size_t(t * h)], &m.embed[size_t(tokens[size_t(t)]) * size_t(h)], size_t(h) * sizeof(float));
+  return x;
+}
 
+std::vector<float> LlamaModel::logits(const float* x, int64_t T) const {
+  const Impl& m = *impl_;
+  const LlamaConfig& c = m.cfg;
+  SLIDESPARSE_CHECK(x != nullptr && T > 0, Status::kInvalidArgument, "logits: T = {}", T);
+  std::vector<float> xn(size_t(T * c.hidden));
+  rms_norm(x, m.final_norm.data(), T, c.hidden, float(c.rms_norm_eps), xn.data());
+  std::vector<float> out(size_t(T * c.vocab));
+  m.lm_head->apply(xn.data(), T, out.data());
+  return out;
+}
+
+std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const {
+  std::vector<float> x = embed(tokens);
+  const int64_t T = int64_t(tokens.size());
+  for (int64_t l = 0; l < int64_t(impl_->layers.size()); ++l) apply_layer(l, x.data(), T);
+  return logits(x.data(), T);
+}
+
+void LlamaModel::apply_layer(int64_t layer, float* x_ptr, int64_t T) const {
+  const Impl& m = *impl_;
+  const LlamaConfig& c = m.cfg;
+  SLIDESPARSE_CHECK(layer >= 0 && layer < int64_t(m.layers.size()) && x_ptr != nullptr && T > 0,
+                    Status::kInvalidArgument, "apply_layer: layer {} of {}, T = {}", layer, m.layers.size(), T);
+  const int64_t h = c.hidden, hd = c.head_dim, half = hd / 2;
+  const int64_t nh = c.heads, nkv = c.kv_heads, group = nh / nkv, qd = nh * hd, kvd = nkv * hd, ff = c.intermediate;
+  const float eps = float(c.rms_norm_eps);
+  const int nt = m.num_threads;
+  float* x = x_ptr;
+  std::vector<float> xn(size_t(T * h)), tmp(size_t(T * h));
   // RoPE tables [T, half]: angle = pos * inv_freq in f32 as HF does, cos/sin of that f32 angle.
   std::vector<float> cos_t(size_t(T * half)), sin_t(size_t(T * half));
   for (int64_t t = 0; t < T; ++t)
@@ -682,8 +709,9 @@ std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const
   auto observe = [&](const Impl::Layer& L, const char* proj, const float* in, int64_t k_in) {
     if (m.observer) m.observer(L.prefix + proj, in, T, k_in);
   };
-  for (const auto& L : m.layers) {
-    rms_norm(x.data(), L.input_norm.data(), T, h, eps, xn.data());
+  {
+    const Impl::Layer& L = m.layers[size_t(layer)];
+    rms_norm(x, L.input_norm.data(), T, h, eps, xn.data());
     observe(L, "self_attn.q_proj", xn.data(), h);
     observe(L, "self_attn.k_proj", xn.data(), h);
     observe(L, "self_attn.v_proj", xn.data(), h);
@@ -731,9 +759,9 @@ std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const
     });
     observe(L, "self_attn.o_proj", att.data(), qd);
     L.o->apply(att.data(), T, tmp.data());
-    for (int64_t i = 0; i < T * h; ++i) x[size_t(i)] += tmp[size_t(i)];
+    for (int64_t i = 0; i < T * h; ++i) x[i] += tmp[size_t(i)];
 
-    rms_norm(x.data(), L.post_norm.data(), T, h, eps, xn.data());
+    rms_norm(x, L.post_norm.data(), T, h, eps, xn.data());
     observe(L, "mlp.gate_proj", xn.data(), h);
     observe(L, "mlp.up_proj", xn.data(), h);
     L.gate->apply(xn.data(), T, g.data());
@@ -744,12 +772,8 @@ std::vector<float> LlamaModel::forward(const std::vector<int32_t>& tokens) const
     }
     observe(L, "mlp.down_proj", g.data(), ff);
     L.down->apply(g.data(), T, tmp.data());
-    for (int64_t i = 0; i < T * h; ++i) x[size_t(i)] += tmp[size_t(i)];
+    for (int64_t i = 0; i < T * h; ++i) x[i] += tmp[size_t(i)];
   }
-  rms_norm(x.data(), m.final_norm.data(), T, h, eps, xn.data());
-  std::vector<float> logits(size_t(T * c.vocab));
-  m.lm_head->apply(xn.data(), T, logits.data());
-  return logits;
 }
 
 }  // namespace slidesparse
