@@ -45,6 +45,7 @@ struct VariantSpec {
   Kind kind = Kind::kDense;
   std::string name;   // "dense", "6:8", "2:4@6:8", "auto:6:8"
   int pattern_n = 0;  // the pattern (kNativeKPrime: whose K' is used); 0 for dense
+  bool sm90 = false;  // layer suite --sm90: SlideLinear on LinearBackend::kSm90 ("sm90:" + name)
 };
 
 struct BenchOptions {
@@ -56,6 +57,10 @@ struct BenchOptions {
   std::vector<int64_t> ks;              // quant suite: row lengths
   std::vector<std::string> patterns;    // sparse patterns; dense is always measured first
   bool native_kprime = false;
+  // kernel/layer: also our sm90 backend (CUTLASS, fused epilogue). kernel: every compiled sm90
+  // configuration per variant ("sm90:<kernel>" rows) and the best ("sm90"); layer: SlideLinear with
+  // backend sm90 beside the library one.
+  bool sm90 = false;
   std::vector<std::string> policy;      // layer suite: patterns measured as "auto:P"
   std::string out;                      // JSON Lines file ("" : none)
   std::string git_sha;                  // recorded in the env record
@@ -168,6 +173,7 @@ inline void validate(BenchOptions& o) {
   if (quant) {
     if (!o.models.empty() || !o.layers.empty()) bad("--models/--layers do not apply to the quant suite (use --ms, --ks)");
     if (o.native_kprime || !o.policy.empty()) bad("--native-kprime/--policy apply to the kernel and layer suites");
+    if (o.sm90) bad("--sm90 applies to the kernel and layer suites");
     if (!o.plan_cache.empty()) bad("--plan-cache does not apply to the quant suite");
     if (o.ms.empty()) o.ms = o.quick ? std::vector<int64_t>{8192} : std::vector<int64_t>{4096, 8192, 16384};
     if (o.ks.empty()) o.ks = o.quick ? std::vector<int64_t>{4096} : std::vector<int64_t>{3584, 4096, 18944};
@@ -214,6 +220,15 @@ inline void validate(BenchOptions& o) {
   if (o.native_kprime) {
     if (slid.empty()) bad("--native-kprime needs a slid pattern in --patterns (4:6, 6:8, ...)");
     for (int n : slid) o.variants.push_back({VariantSpec::Kind::kNativeKPrime, "2:4@" + Pattern::from_n(n).str(), n});
+  }
+  if (o.sm90 && layer) {
+    // Our sm90 backend beside the libraries: dense (best dense = the faster of the two) and every pattern.
+    const size_t base = o.variants.size();
+    for (size_t i = 0; i < base; ++i) {
+      const VariantSpec v = o.variants[i];
+      if (v.kind != VariantSpec::Kind::kDense && v.kind != VariantSpec::Kind::kSparse) continue;
+      o.variants.push_back({v.kind, "sm90:" + v.name, v.pattern_n, true});
+    }
   }
   std::set<int> policy_seen;
   for (const auto& s : o.policy) {

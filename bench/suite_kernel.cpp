@@ -437,6 +437,7 @@ class KernelSuite {
     const ss::GemmLayout lk = ss::gemm_layout(ss::GemmProblem{m, n, k, prec, false});
     std::optional<XArena> arena_k;  // X on K: dense timing, 2:4 timing, dense references on K
     std::map<std::string, double> speedups, times;
+    std::map<std::string, std::pair<double, std::string>> sm90_best;  // variant -> (us, kernel)
     double t_dense = 0;
     const uint64_t vseed = mix(o_.seed + uint64_t(m) * 7919 + uint64_t(n));
 
@@ -519,9 +520,51 @@ class KernelSuite {
         if (!verdict.ok) row["verify_note"] = verdict.note;
         sink_.write(row);
         ++tally_.records;
+        if (o_.sm90 && v.spec.kind != VariantSpec::Kind::kNativeKPrime)
+          run_sm90(prec, model, layer, m, v, xa, copies, v.sparse ? d_ref : d, v.sparse ? lref : l, t_dense, times,
+                   sm90_best);
       } catch (const std::exception& e) {
         tally_.error(sink_, out_, where(pname, model.name, layer.name, m, v.spec.name), e);
       }
+    }
+    if (o_.sm90 && !sm90_best.empty()) {
+      // Best dense = the faster of cuBLASLt and our dense kernels; every sparse backend against it.
+      const auto dn = sm90_best.find("dense");
+      const double best_dense = dn != sm90_best.end() && dn->second.first > 0 ? std::min(t_dense, dn->second.first) : t_dense;
+      out_ << fmt::format("  sm90 {} m={}: best dense {:.1f} us (cuBLASLt {:.1f}, sm90 {:.1f});", layer.name, m,
+                          best_dense, t_dense, dn != sm90_best.end() ? dn->second.first : 0.0);
+      for (const auto& v : o_.variants) {
+        if (v.kind != VariantSpec::Kind::kSparse) continue;
+        const auto it = sm90_best.find(v.name);
+        const auto lib = times.find(v.name);
+        json rec = {{"type", "sm90_best"},
+                    {"suite", "kernel"},
+                    {"precision", pname},
+                    {"model", model.name},
+                    {"layer", layer.name},
+                    {"m", m},
+                    {"n", n},
+                    {"k", k},
+                    {"variant", v.name},
+                    {"dense_cublaslt_us", t_dense},
+                    {"dense_sm90_us", dn != sm90_best.end() ? json(dn->second.first) : json(nullptr)},
+                    {"dense_sm90_kernel", dn != sm90_best.end() ? json(dn->second.second) : json(nullptr)},
+                    {"best_dense_us", best_dense},
+                    {"cusparselt_us", lib != times.end() ? json(lib->second) : json(nullptr)}};
+        if (it != sm90_best.end()) {
+          rec["sm90_us"] = it->second.first;
+          rec["sm90_kernel"] = it->second.second;
+          rec["sm90_speedup_vs_best_dense"] = best_dense / it->second.first;
+          if (lib != times.end()) {
+            rec["cusparselt_speedup_vs_best_dense"] = best_dense / lib->second;
+            rec["sm90_over_cusparselt"] = lib->second / it->second.first;
+          }
+          out_ << fmt::format(" {} {:.2f}x (cuSPARSELt {:.2f}x)", v.name, best_dense / it->second.first,
+                              lib != times.end() ? best_dense / lib->second : 0.0);
+        }
+        sink_.write(rec);
+      }
+      out_ << "\n" << std::flush;
     }
     out_ << fmt::format("{:<5} {:<12} {:<8} {:>6} {:>6} {:>6} | {:>10.1f} {:>7.0f} |", pname, model.name, layer.name, m,
                         n, k, t_dense, speedups.count("dense") ? speedups["dense"] : 0.0);
@@ -531,6 +574,117 @@ class KernelSuite {
       else out_ << fmt::format(" {:>8}", "-");
     }
     out_ << "\n" << std::flush;
+  }
+
+  // Every compiled sm90 kernel for this variant: fused GEMM (s_x, s_w, bias -> bf16 Y), checked once
+  // against the reference D on sampled rows (scales 1, no bias: Y = bf16(acc)), then timed over the
+  // same X arena and as many weight copies as the library plans.
+  void run_sm90(ss::GemmPrecision prec, const Model& model, const Layer& layer, int64_t m, const Variant& v,
+                const XArena& xa, int copies, const DevMem& d_ref, const ss::GemmLayout& lref, double t_dense,
+                const std::map<std::string, double>& times,
+                std::map<std::string, std::pair<double, std::string>>& best) {
+    if (!ss::sm90_available()) return;
+    const std::string pname = ss::gemm_precision_name(prec);
+    const int64_t n = layer.n, k = layer.k;
+    const ss::GemmProblem p{m, n, v.k_gemm, prec, v.sparse};
+    const int64_t ldy = (n + 7) / 8 * 8;
+    DevMem y(size_t(m * ldy) * 2), sx(size_t(m) * 4), sw(size_t(n) * 4), bias(size_t(n) * 4);
+    {
+      std::vector<float> ones(size_t(std::max(m, n)), 1.0f), zeros(size_t(n), 0.0f);
+      BENCH_CUDA(cudaMemcpy(sx.get(), ones.data(), size_t(m) * 4, cudaMemcpyHostToDevice));
+      BENCH_CUDA(cudaMemcpy(sw.get(), ones.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
+      BENCH_CUDA(cudaMemcpy(bias.get(), zeros.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
+    }
+    const bool scaled = prec != ss::GemmPrecision::kBF16;
+    ss::GemmPlan::FusedOutput out;
+    out.s_x = scaled ? static_cast<const float*>(static_cast<const void*>(sx.get())) : nullptr;
+    out.s_w = scaled ? static_cast<const float*>(static_cast<const void*>(sw.get())) : nullptr;
+    out.bias = static_cast<const float*>(static_cast<const void*>(bias.get()));
+    out.y = y.get();
+    out.ldy = ldy;
+    out.m = m;
+    const uint64_t vseed = mix(o_.seed + uint64_t(m) * 7919 + uint64_t(n));
+    const auto rows = sample_rows(m, kVerifyRows, vseed);
+    const auto ref_rows = fetch_rows(d_ref.get(), lref, rows);
+    for (const std::string& name : ss::sm90_kernels_for(prec, v.sparse)) {
+      const std::string vname = "sm90:" + v.spec.name;
+      try {
+        ss::PlanOptions po = plan_options(false);
+        po.cache = nullptr;
+        std::vector<std::unique_ptr<ss::GemmPlan>> plans;
+        for (int c = 0; c < copies; ++c) {
+          plans.push_back(ss::make_sm90_plan(p, po, name));
+          plans.back()->prepare_weight(v.w_gemm_dev.get(), stream_);
+        }
+        // Check: Y = bf16(acc) against the reference rows.
+        BENCH_CUDA(cudaMemsetAsync(y.get(), 0x7F, size_t(m * ldy) * 2, stream_));
+        plans[0]->run_fused(xa.slot(0), out, stream_);
+        BENCH_CUDA(cudaStreamSynchronize(stream_));
+        double num = 0, den = 0;
+        int64_t bad = 0;
+        const size_t res = ss::dtype_size(lref.d_dtype);
+        for (size_t r = 0; r < rows.size(); ++r) {
+          std::vector<uint16_t> yr(static_cast<size_t>(n));
+          BENCH_CUDA(cudaMemcpy(yr.data(), y.get() + size_t(rows[r] * ldy) * 2, size_t(n) * 2, cudaMemcpyDeviceToHost));
+          for (int64_t j = 0; j < n; ++j) {
+            const double a = ss::bf16_to_f32(yr[size_t(j)]);
+            const double b = output_value(lref.d_dtype, &ref_rows[(r * size_t(lref.n_cols) + size_t(j)) * res]);
+            if (!std::isfinite(a) || !std::isfinite(b)) {
+              ++bad;
+              continue;
+            }
+            num += (a - b) * (a - b);
+            den += b * b;
+            // bf16 output: one rounding (2^-9 relative), plus the reference's own accumulation error.
+            if (prec == ss::GemmPrecision::kI8 && std::fabs(a - b) > std::fabs(b) * std::ldexp(1.0, -8)) ++bad;
+          }
+        }
+        const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+        const double tol = prec == ss::GemmPrecision::kE4M3 ? 2e-2 : 1e-2;
+        const bool ok = bad == 0 && rel <= tol;
+        if (!ok) {
+          ++tally_.verification_failures;
+          out_ << fmt::format("  VERIFY FAILED sm90 {} {} {} m={} {} {}: {} bad elements, relative error {:.3g}\n",
+                              pname, model.name, layer.name, m, v.spec.name, name, bad, rel)
+               << std::flush;
+        }
+        const double us = time_events_us(
+            [&](int64_t i) { plans[size_t(i % int64_t(plans.size()))]->run_fused(xa.slot(i), out, stream_); },
+            o_.warmup, o_.reps, stream_);
+        const double tflops = 2.0 * double(m) * double(n) * double(k) / (us * 1e-6) / 1e12;
+        const auto lib = times.find(v.spec.name);
+        json row = {{"type", "gemm"},
+                    {"suite", "kernel"},
+                    {"precision", pname},
+                    {"model", model.name},
+                    {"layer", layer.name},
+                    {"m", m},
+                    {"n", n},
+                    {"k", k},
+                    {"k_gemm", v.k_gemm},
+                    {"variant", vname},
+                    {"backend", "sm90"},
+                    {"kernel", name},
+                    {"fused_epilogue", true},
+                    {"time_us", us},
+                    {"tflops", tflops},
+                    {"gemm_tflops", 2.0 * double(m) * double(n) * double(v.sparse ? v.k_gemm / 2 : v.k_gemm) /
+                                        (us * 1e-6) / 1e12},
+                    {"speedup_vs_dense", t_dense > 0 ? json(t_dense / us) : json(nullptr)},
+                    {"speedup_vs_library", lib != times.end() ? json(lib->second / us) : json(nullptr)},
+                    {"plan", plans[0]->describe()},
+                    {"weight_copies", copies},
+                    {"x_slots", xa.slots},
+                    {"verified", ok},
+                    {"verify_rel_err", rel}};
+        sink_.write(row);
+        ++tally_.records;
+        auto& b = best[v.spec.name];
+        if (ok && (b.first <= 0 || us < b.first)) b = {us, name};
+      } catch (const std::exception& e) {
+        tally_.error(sink_, out_, where(pname, model.name, layer.name, m, vname + "/" + name), e);
+      }
+    }
   }
 
   const BenchOptions& o_;

@@ -318,6 +318,7 @@ class LayerSuite {
         lo.search_iters = o_.search_iters;
         lo.plan_cache = cache_.get();
         lo.dense_below_m = spec.kind == Kind::kAuto ? -1 : 0;
+        lo.backend = spec.sm90 ? ss::LinearBackend::kSm90 : ss::LinearBackend::kLibrary;
         if (pat) lo.pattern = *pat;
         else lo.dense_only = true;
         const auto t0 = Clock::now();
@@ -601,7 +602,11 @@ class LayerSuite {
       };
       const auto dfull = sum("dense", &Timing::full_us), dgemm = sum("dense", &Timing::gemm_us);
       if (!dfull) continue;
-      out_ << fmt::format("{:>6} | dense {:>9.1f} us |", m, *dfull);
+      // Best dense: the faster of the library dense layer and our sm90 dense layer (--sm90).
+      const auto sdfull = sum("sm90:dense", &Timing::full_us);
+      const double best_dense = sdfull ? std::min(*dfull, *sdfull) : *dfull;
+      out_ << fmt::format("{:>6} | dense {:>9.1f} us{} |", m, *dfull,
+                          sdfull ? fmt::format(" (sm90 dense {:.1f} us)", *sdfull) : std::string());
       for (const auto& spec : o_.variants) {
         const std::string& v = spec.name;
         const auto full = sum(v, &Timing::full_us);
@@ -613,7 +618,9 @@ class LayerSuite {
                     {"variant", v},
                     {"m", m},
                     {"full_us", *full},
-                    {"speedup_vs_dense", *dfull / *full}};
+                    {"speedup_vs_dense", *dfull / *full},
+                    {"best_dense_us", best_dense},
+                    {"speedup_vs_best_dense", best_dense / *full}};
         const bool stages = spec.kind != Kind::kAuto;
         std::optional<double> gemm;
         if (stages) {
@@ -638,7 +645,8 @@ class LayerSuite {
         }
         sink_.write(rec);
         if (spec.kind == Kind::kDense) continue;
-        if (gemm) out_ << fmt::format(" {} {:.2f}x [{:.2f}x]", v, *dfull / *full, *dgemm / *gemm);
+        if (spec.sm90) out_ << fmt::format(" {} {:.2f}x (vs best dense {:.2f}x)", v, *dfull / *full, best_dense / *full);
+        else if (gemm) out_ << fmt::format(" {} {:.2f}x [{:.2f}x]", v, *dfull / *full, *dgemm / *gemm);
         else out_ << fmt::format(" {} {:.2f}x", v, *dfull / *full);
       }
       out_ << "\n";

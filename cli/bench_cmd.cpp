@@ -49,6 +49,9 @@ BenchCommands::BenchCommands(CLI::App& app, const std::function<void(CLI::App*)>
   b->add_flag("--native-kprime", bo_.native_kprime,
               "kernel/layer: add '2:4@P' per slid pattern P, a native 2:4 weight of width K'(P) through the same "
               "backend and plan cache (slide_over_native = t(P) / t(2:4@P))");
+  b->add_flag("--sm90", bo_.sm90,
+              "kernel/layer: add our sm90 backend (CUTLASS wgmma.sp kernels with the scale epilogue fused): "
+              "kernel times every compiled configuration per variant, layer runs SlideLinear on it");
   b->add_option("--policy", bo_.policy,
                 "layer: add 'auto:P' per pattern, SlideLinear with its measured dense/sparse crossover "
                 "(dense_below_m = -1) on the automatic path")

@@ -22,7 +22,9 @@ if [ "${SLIDESPARSE_SKIP_APT:-0}" != 1 ] && [ ${#missing[@]} -gt 0 ]; then
 fi
 echo "[setup] build dependencies present"
 
-# GPU builds: cuSPARSELt headers + library into .deps/cusparselt (never fails; see the script).
+# GPU builds: cuSPARSELt headers + library into .deps/cusparselt, CUTLASS headers (the sm90
+# backend) into .deps/cutlass (neither ever fails; see the scripts).
 if command -v nvcc >/dev/null 2>&1; then
   bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fetch_cusparselt.sh"
+  bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fetch_cutlass.sh"
 fi

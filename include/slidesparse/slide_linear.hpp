@@ -41,6 +41,17 @@ class PlanCache;       // src/backends/plan_cache.hpp: GEMM algorithm choices, s
 enum class LinearPrecision { kI8, kE4M3, kBF16 };
 const char* linear_precision_name(LinearPrecision p) noexcept;  // "i8", "e4m3", "bf16"
 
+// Which GEMM engine a bucket runs (src/backends/backend.hpp):
+//   kLibrary  cuSPARSELt (sparse path) / cuBLASLt (dense path), then the separate scale epilogue;
+//   kSm90     our Hopper kernels (CUTLASS, wgmma.sp) with the scale epilogue fused into the GEMM
+//             (the dense path too, where a dense kernel of the precision is compiled, else cuBLASLt);
+//             kUnsupported without CUTLASS in the build or on a non-sm_90 GPU;
+//   kAuto     with `search` on an sm_90 GPU and a build with the sm90 kernels: each bucket builds
+//             both, times the full GEMM + epilogue of each on its rows and keeps the faster;
+//             otherwise kLibrary.
+enum class LinearBackend { kAuto, kLibrary, kSm90 };
+const char* linear_backend_name(LinearBackend b) noexcept;  // "auto", "library", "sm90"
+
 struct SlideLinearOptions {
   Pattern pattern = Pattern::from_n(4);  // 6:8
   LinearPrecision precision = LinearPrecision::kI8;
@@ -57,16 +68,18 @@ struct SlideLinearOptions {
   // is already in the cache takes that choice instead of searching again (a model's many layers of
   // one shape search once). Not owned; it must outlive every bucket creation. Null: none.
   PlanCache* plan_cache = nullptr;
+  LinearBackend backend = LinearBackend::kAuto;
 };
 
 enum class LinearPath { kAuto, kSparse, kDense };  // kAuto: by dense_below_m
+
 
 // Stages of forward(), as bits. Benchmarks time one stage on a warmed bucket (the stages read what
 // the previous full forward left in the bucket's buffers); callers use kStageAll.
 enum LinearStage : unsigned {
   kStageQuant = 1u,     // quant_lift into the bucket's X'
-  kStageGemm = 2u,      // the GEMM into the bucket's output
-  kStageEpilogue = 4u,  // scale_epilogue into Y
+  kStageGemm = 2u,      // the GEMM into the bucket's output (a fused sm90 plan: straight into Y)
+  kStageEpilogue = 4u,  // scale_epilogue into Y (nothing for a fused sm90 plan)
   kStageAll = 7u,
 };
 

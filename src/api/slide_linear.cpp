@@ -47,6 +47,15 @@ const char* linear_precision_name(LinearPrecision p) noexcept {
   return "?";
 }
 
+const char* linear_backend_name(LinearBackend b) noexcept {
+  switch (b) {
+    case LinearBackend::kAuto: return "auto";
+    case LinearBackend::kLibrary: return "library";
+    case LinearBackend::kSm90: return "sm90";
+  }
+  return "?";
+}
+
 namespace {
 
 constexpr int kBucketSlots = 13;       // 16, 32, ..., 65536 rows
@@ -101,6 +110,7 @@ struct SlideLinear::Impl {
     int64_t rows = 0;
     bool dense = false;
     std::unique_ptr<GemmPlan> plan;
+    std::string choice;          // how the backend was chosen (kAuto: both timed)
     detail::DeviceMemory xq;     // X' [rows, k_gemm]: quantized (and lifted on the sparse path)
     detail::DeviceMemory scale;  // [rows] per-token scales (i8 / e4m3)
     detail::DeviceMemory d;      // GEMM output [rows, n_cols]
@@ -180,21 +190,101 @@ struct SlideLinear::Impl {
     po.search = opts.search;
     po.search_iters = opts.search_iters;
     po.cache = opts.plan_cache;
-    b->plan = make_gemm_plan(p, po);
-    b->plan->prepare_weight(dense ? w_dense.get() : w_sparse.get(), stream);
+    const void* w = dense ? w_dense.get() : w_sparse.get();
+    const bool sm90_kernel = sm90_available() && !sm90_kernels_for(gemm_precision, !dense).empty();
+    const bool want_sm90 = opts.backend == LinearBackend::kSm90;
+    SLIDESPARSE_API_REQUIRE(!want_sm90 || dense || sm90_kernel, Status::kUnsupported,
+                            "backend sm90: {}", sm90_available() ? "no sparse kernel of this precision is compiled"
+                                                                 : "this build or GPU has no sm90 kernels");
+    const bool try_both = opts.backend == LinearBackend::kAuto && opts.search && sm90_kernel;
+    std::unique_ptr<GemmPlan> lib, own;
+    if (!want_sm90 || !sm90_kernel) {
+      lib = make_gemm_plan(p, po);
+      lib->prepare_weight(w, stream);
+    }
+    if ((want_sm90 && sm90_kernel) || try_both) {
+      own = make_sm90_plan(p, po);
+      own->prepare_weight(w, stream);
+    }
+    if (lib && own) {
+      // Both engines on this bucket's rows, each with its epilogue: keep the faster.
+      const double t_lib = time_plan(*lib, rows, stream);
+      const double t_own = time_plan(*own, rows, stream);
+      b->choice = fmt::format("auto: library {:.1f} us, sm90 {:.1f} us", t_lib, t_own);
+      b->plan = t_own < t_lib ? std::move(own) : std::move(lib);
+    } else {
+      b->plan = lib ? std::move(lib) : std::move(own);
+      b->choice = linear_backend_name(opts.backend);
+    }
     if (buffers) allocate_buffers(*b, stream);
     slot = std::move(b);
     return *slot;
   }
 
+  // GEMM + epilogue of `plan` on `rows` rows of zero X' (unit scales), median us.
+  double time_plan(GemmPlan& plan, int64_t rows, cudaStream_t stream) const {
+    const GemmLayout& l = plan.layout();
+    detail::DeviceMemory xq(l.x_bytes()), d(plan.fuses_epilogue() ? 0 : l.d_bytes()),
+        scale(quantized ? size_t(l.m_rows) * sizeof(float) : 0), y(size_t(rows) * size_t(n) * 2);
+    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(xq.get(), 0, l.x_bytes(), stream));
+    if (quantized) {
+      const std::vector<float> ones(size_t(l.m_rows), 1.0f);
+      SLIDESPARSE_CUDA_CHECK(cudaMemcpyAsync(scale.get(), ones.data(), ones.size() * sizeof(float),
+                                             cudaMemcpyHostToDevice, stream));
+      SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    }
+    const float* sc = quantized ? static_cast<const float*>(scale.get()) : nullptr;
+    return detail::time_launches_us(
+        [&] { run_gemm_epilogue(plan, xq.get(), sc, d.get(), rows, y.get(), stream, kStageGemm | kStageEpilogue); },
+        kProbeWarmup, kProbeIters, stream);
+  }
+
+  void run_gemm_epilogue(GemmPlan& plan, const void* xq, const float* scale, void* d, int64_t m, void* y,
+                         cudaStream_t stream, unsigned stages) const {
+    const GemmLayout& l = plan.layout();
+    const float* sw = quantized ? static_cast<const float*>(s_w.get()) : nullptr;
+    const float* bs = has_bias ? static_cast<const float*>(bias.get()) : nullptr;
+    if (plan.fuses_epilogue()) {
+      if (stages & kStageGemm) {
+        GemmPlan::FusedOutput o;
+        o.s_x = scale;
+        o.s_w = sw;
+        o.bias = bs;
+        o.y = y;
+        o.ldy = n;
+        o.m = m;
+        plan.run_fused(xq, o, stream);
+      }
+      return;
+    }
+    if (stages & kStageGemm) plan.run(xq, d, nullptr, stream);
+    if (stages & kStageEpilogue) {
+      EpilogueParams e;
+      e.acc = d;
+      e.acc_dtype = l.d_dtype;
+      e.ld_acc = l.n_cols;
+      e.s_x = scale;
+      e.s_w = sw;
+      e.bias = bs;
+      e.y = y;
+      e.y_dtype = DType::kBF16;
+      e.ldy = n;
+      e.m = m;
+      e.n = n;
+      const char* why = epilogue_check(e);
+      SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInvalidArgument, "forward: {}", why ? why : "");
+      SLIDESPARSE_CUDA_CHECK(scale_epilogue(e, stream));
+    }
+  }
+
   void allocate_buffers(Bucket& b, cudaStream_t stream) const {
     const GemmLayout& l = b.plan->layout();
     b.xq.reset(l.x_bytes());
-    b.d.reset(l.d_bytes());
+    b.d.reset(b.plan->fuses_epilogue() ? 0 : l.d_bytes());  // a fused plan writes Y directly
     if (quantized) b.scale.reset(size_t(l.m_rows) * sizeof(float));
     // Finite contents from the start: rows past m are computed by every GEMM.
     SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.xq.get(), 0, l.x_bytes(), stream));
-    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.d.get(), 0, l.d_bytes(), stream));
+    if (b.d.get() != nullptr) SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.d.get(), 0, l.d_bytes(), stream));
     SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
 
@@ -227,24 +317,7 @@ struct SlideLinear::Impl {
       SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInvalidArgument, "forward: {}", why ? why : "");
       SLIDESPARSE_CUDA_CHECK(quant_lift(q, stream));
     }
-    if (stages & kStageGemm) b.plan->run(xq, d, nullptr, stream);
-    if (stages & kStageEpilogue) {
-      EpilogueParams e;
-      e.acc = d;
-      e.acc_dtype = l.d_dtype;
-      e.ld_acc = l.n_cols;
-      e.s_x = scale;
-      e.s_w = quantized ? static_cast<const float*>(s_w.get()) : nullptr;
-      e.bias = has_bias ? static_cast<const float*>(bias.get()) : nullptr;
-      e.y = y;
-      e.y_dtype = DType::kBF16;
-      e.ldy = n;
-      e.m = m;
-      e.n = n;
-      const char* why = epilogue_check(e);
-      SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInvalidArgument, "forward: {}", why ? why : "");
-      SLIDESPARSE_CUDA_CHECK(scale_epilogue(e, stream));
-    }
+    run_gemm_epilogue(*b.plan, xq, scale, d, m, y, stream, stages);
   }
 
   // Full-layer median time of both paths at each probe m; the crossover is the smallest probe
@@ -521,7 +594,9 @@ std::string SlideLinear::describe() const {
   std::lock_guard<std::mutex> lock(I.mu);
   for (const auto* slots : {&I.sparse_slots, &I.dense_slots})
     for (const auto& b : *slots)
-      if (b) s += fmt::format("\n  {} bucket {} rows: {}", b->dense ? "dense" : "sparse", b->rows, b->plan->describe());
+      if (b)
+        s += fmt::format("\n  {} bucket {} rows: {} [{}]", b->dense ? "dense" : "sparse", b->rows, b->plan->describe(),
+                         b->choice);
   return s;
 }
 

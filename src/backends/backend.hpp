@@ -42,6 +42,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "slidesparse/types.hpp"
 
@@ -124,9 +125,25 @@ class GemmPlan {
   virtual void run(const void* x_dev, void* d_dev, const float* alpha_vec_dev,
                    cudaStream_t stream) = 0;
 
+  // Fused scale epilogue (sm90 plans only; fuses_epilogue() says so): one launch computes
+  //   out.y[r, j] = bf16_rn(((f32(acc[r, j]) * s_x[r]) * s_w[j]) + bias[j])   r < out.m, j < n
+  // in IEEE f32, each operation rounded on its own, in scale_epilogue's order (bit-identical to
+  // run() + scale_epilogue). A null s_x / s_w / bias leaves its operation out. X as for run().
+  // Plans without it throw Error(kUnsupported). Allocates nothing, never synchronizes.
+  struct FusedOutput {
+    const float* s_x = nullptr;   // [out.m] per-token scales, or null
+    const float* s_w = nullptr;   // [n] per-channel scales, or null
+    const float* bias = nullptr;  // [n], or null
+    void* y = nullptr;            // bf16 Y[out.m, ldy] (row-major), device
+    int64_t ldy = 0;              // >= n, a multiple of 8
+    int64_t m = 0;                // rows, 1..layout().m_rows
+  };
+  virtual bool fuses_epilogue() const noexcept { return false; }
+  virtual void run_fused(const void* x_dev, const FusedOutput& out, cudaStream_t stream);
+
   virtual size_t workspace_bytes() const = 0;
   virtual std::string describe() const = 0;  // backend, precision, shape, algorithm, split-k
-  virtual const char* backend_name() const noexcept = 0;  // "cusparselt" / "cublaslt"
+  virtual const char* backend_name() const noexcept = 0;  // "cusparselt" / "cublaslt" / "sm90"
 
   const GemmProblem& problem() const noexcept { return problem_; }
   const GemmLayout& layout() const noexcept { return layout_; }
@@ -144,6 +161,23 @@ std::unique_ptr<GemmPlan> make_cusparselt_plan(const GemmProblem& p, const PlanO
 std::unique_ptr<GemmPlan> make_cublaslt_plan(const GemmProblem& p, const PlanOptions& o = {});
 // problem.sparse ? cuSPARSELt : cuBLASLt.
 std::unique_ptr<GemmPlan> make_gemm_plan(const GemmProblem& p, const PlanOptions& o = {});
+
+// Our own Hopper GEMMs (src/backends/sm90: CUTLASS 3.x, TMA, warp-specialized persistent kernels,
+// the 2:4 operand on wgmma.sp when problem.sparse) with the scale epilogue fused (run_fused).
+// Same padding rules and X layout as the other backends; run() writes D = bf16(acc) as a bf16
+// [m_rows, n_cols] matrix (alpha_vec_dev, with PlanOptions::alpha_vector, scales channels), so
+// layout().d_dtype is kBF16 for every precision. Precisions: the kernels compiled in
+// (sm90_kernels_for). prepare_weight checks 2:4 (kInvalidData "not 2:4"), compresses on the GPU
+// and, with PlanOptions::search, times every compiled configuration and keeps the fastest
+// (otherwise the measured default table in sm90_backend.cpp). Throws kUnsupported without
+// CUTLASS in the build, on a GPU other than sm_90, or for a precision without kernels.
+std::unique_ptr<GemmPlan> make_sm90_plan(const GemmProblem& p, const PlanOptions& o = {});
+// Names of the compiled sm90 kernels for a precision / sparsity (empty without CUTLASS).
+std::vector<std::string> sm90_kernels_for(GemmPrecision p, bool sparse);
+// Forces one kernel by name (benchmarks' configuration sweeps); empty = choose as above.
+std::unique_ptr<GemmPlan> make_sm90_plan(const GemmProblem& p, const PlanOptions& o, const std::string& kernel);
+bool sm90_compiled() noexcept;        // SLIDESPARSE_HAVE_SM90 (CUTLASS headers found at configure)
+bool sm90_available() noexcept;       // compiled, and the current device is sm_90
 
 bool cusparselt_compiled() noexcept;  // SLIDESPARSE_HAVE_CUSPARSELT
 

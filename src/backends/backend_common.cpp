@@ -78,6 +78,13 @@ GemmLayout gemm_layout(const GemmProblem& p) {
 
 GemmPlan::~GemmPlan() = default;
 
+void GemmPlan::run_fused(const void*, const FusedOutput&, cudaStream_t) {
+  throw Error(Status::kUnsupported,
+              fmt::format("{} plans have no fused epilogue: run() and scale_epilogue instead (only sm90 plans "
+                          "fuse it)", backend_name()),
+              __FILE__, __LINE__, backend_name(), "run_fused");
+}
+
 std::unique_ptr<GemmPlan> make_gemm_plan(const GemmProblem& p, const PlanOptions& o) {
   return p.sparse ? make_cusparselt_plan(p, o) : make_cublaslt_plan(p, o);
 }

@@ -31,7 +31,7 @@ TEST(cli_Bench, HelpExplainsSuitesRecordsAndExitCodes) {
   const CliResult r = run_cli({"bench", "--help"});
   EXPECT_EQ(r.code, 0) << r;
   for (const char* s : {"Usage: slidesparse bench", "--suite", "kernel", "layer", "quant", "--precisions", "--models",
-                        "--ms", "--patterns", "--native-kprime", "--policy", "--out", "--plan-cache", "--max-seconds",
+                        "--ms", "--patterns", "--native-kprime", "--sm90", "--policy", "--out", "--plan-cache", "--max-seconds",
                         "--reps", "--git-sha", "--json", "JSON Lines", "median", "L2", "same run", "Exit status",
                         "8 unsupported", "qwen2.5-7b", "llama3-8b"})
     EXPECT_NE(r.out.find(s), std::string::npos) << "wanted " << s << "\n" << r;
@@ -76,6 +76,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadOptions{{"bench", "--suite", "layer", "--patterns", "2:4", "--native-kprime"},
                    {"--native-kprime", "slid pattern"}},
         BadOptions{{"bench", "--suite", "kernel", "--policy", "6:8"}, {"--policy", "layer suite"}},
+        BadOptions{{"bench", "--suite", "quant", "--sm90"}, {"--sm90", "kernel and layer"}},
         BadOptions{{"bench", "--suite", "layer", "--policy", "3:4"}, {"--policy", "'3:4'"}},
         BadOptions{{"bench", "--suite", "layer", "--ks", "4096"}, {"--ks", "quant suite"}},
         BadOptions{{"bench", "--suite", "quant", "--models", "qwen2.5-7b"}, {"--models", "quant suite"}},

@@ -60,6 +60,16 @@ bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
 
 constexpr uint8_t kPoison = 0xFF;
 constexpr uint16_t kPoison16 = 0xFFFF;
+
+// SLIDESPARSE_TEST_LINEAR_BACKEND=sm90 runs every test below on the sm90 backend (our CUTLASS
+// kernels with the fused epilogue; scripts/gpu_sm90.sh does), "library" on cuSPARSELt/cuBLASLt;
+// unset: the default (kAuto, which is the library path whenever search is off).
+LinearBackend test_backend() {
+  const char* b = std::getenv("SLIDESPARSE_TEST_LINEAR_BACKEND");
+  if (b == nullptr || *b == 0) return LinearBackend::kAuto;
+  return std::string(b) == "sm90" ? LinearBackend::kSm90 : LinearBackend::kLibrary;
+}
+
 constexpr int64_t kGuardElems = 2048;
 
 class DeviceBuffer {
@@ -206,6 +216,8 @@ struct IntCase {
         } else {
           out = f32_to_bf16(float(acc));  // the GEMM's one rounding (acc < 2^24)
           if (c.with_bias) out = f32_to_bf16(bf16_to_f32(out) + c.bias[size_t(j)]);
+          // The sm90 backend adds the bias to the f32 accumulator inside the GEMM: one rounding.
+          if (c.with_bias && test_backend() == LinearBackend::kSm90) out = f32_to_bf16(float(acc) + c.bias[size_t(j)]);
         }
         c.want[size_t(i * n + j)] = out;
       }
@@ -260,6 +272,8 @@ struct LayerRun {
 
 SlideLinearOptions options_for(const IntCase& c) {
   SlideLinearOptions o;
+  o.backend = test_backend();
+  o.backend = test_backend();
   o.pattern = c.pattern;
   o.precision = c.precision;
   o.dense_below_m = 0;  // sparse unless forced
@@ -412,6 +426,7 @@ TEST(SlideLinear, GaussianErrorAtMostTwiceTheDensePath) {
     for (LinearPrecision p : {LinearPrecision::kI8, LinearPrecision::kE4M3, LinearPrecision::kBF16}) {
       SCOPED_TRACE(std::string(name(p)) + " " + pat.str() + " " + s.str());
       SlideLinearOptions o;
+      o.backend = test_backend();
       o.pattern = pat;
       o.precision = p;
       o.dense_below_m = 0;
@@ -514,6 +529,7 @@ TEST(SlideLinear, UnwarmedBucketUnderCaptureIsRejected) {
   SLIDESPARSE_REQUIRE_CUSPARSELT();
   std::vector<float> w(size_t(64 * 64), 1.0f);
   SlideLinearOptions o;
+  o.backend = test_backend();
   o.dense_below_m = 0;
   o.search = false;
   SlideLinear layer = SlideLinear::from_dense(w.data(), 64, 64, o);
@@ -587,6 +603,7 @@ TEST(SlideLinear, WarmupCreatesEveryBucketItNeeds) {
   std::mt19937_64 rng(3);
   for (auto& v : w) v = float(int(rng() % 9) - 4);
   SlideLinearOptions o;
+  o.backend = test_backend();
   o.dense_below_m = 40;  // m < 40 dense: buckets 16, 32 (and 64 for m = 33..39) dense; 64.. sparse
   o.search = false;
   SlideLinear layer = SlideLinear::from_dense(w.data(), 64, 128, o);
@@ -621,6 +638,7 @@ TEST(SlideLinear, RejectsBadArguments) {
   SLIDESPARSE_REQUIRE_GPU();
   std::vector<float> w(size_t(64 * 64), 1.0f);
   SlideLinearOptions dense;
+  dense.backend = test_backend();
   dense.dense_only = true;
   dense.search = false;
   expect_error([&] { SlideLinear::from_dense(w.data(), 0, 64, dense); }, Status::kInvalidArgument, "n >= 1");
