@@ -83,6 +83,19 @@ SS_API int ss_linear_describe(const ss_linear* layer, char* buf, size_t len, siz
 /* Fused per-token quantization + lifting (src/kernels/quant_lift.cuh): x bf16 [m, k] -> q [m, k_out]
  * (out: SS_PRECISION_I8 / _E4M3 quantize with scale [m] f32; SS_PRECISION_BF16 lifts only, scale may
  * be NULL), lifted for pattern_n >= 2, plain for pattern_n == 0. k_out >= ss_slide_k (or k). */
+/* Element types of ss_nm_mask's weight. */
+enum { SS_DTYPE_F32 = 0, SS_DTYPE_BF16 = 1, SS_DTYPE_F16 = 2 };
+
+/* keep:group magnitude mask (src/kernels/nm_mask.cuh, definition in include/slidesparse/nm_mask.hpp):
+ * w [rows, k] on the device, row stride ldw elements, dtype SS_DTYPE_*; per row, aligned groups of
+ * `group` (1..32) along k keep the min(keep, len) largest |w|, ties to the lower column.
+ * mask: uint8 [rows, k] (contiguous) 0/1, or NULL; w_out: the masked weight [rows, k] (contiguous,
+ * same dtype; kept bits unchanged, dropped +0; may equal w when ldw == k), or NULL; at least one
+ * of the two. first_nan: NULL or a device uint64 that receives the smallest flat index r*k + c of
+ * a NaN (UINT64_MAX when none; a group holding a NaN keeps nothing). Asynchronous on stream. */
+SS_API int ss_nm_mask(const void* w, int dtype, int64_t rows, int64_t k, int64_t ldw, int keep, int group,
+                      uint8_t* mask, void* w_out, uint64_t* first_nan, void* stream);
+
 SS_API int ss_quant_lift(const void* x_bf16, int64_t m, int64_t k, void* q, int out_precision, int64_t k_out, float* scale,
                   int pattern_n, void* stream);
 

@@ -15,10 +15,13 @@
 
 #include "backends/backend.hpp"
 #include "backends/plan_cache.hpp"
+#include "kernels/nm_mask.cuh"
 #include "kernels/quant_lift.cuh"
 #include "slidesparse/error.hpp"
 #include "slidesparse/pattern.hpp"
 #include "slidesparse/slide_linear.hpp"
+
+static_assert(sizeof(uint64_t) == sizeof(unsigned long long), "first_nan is passed to atomicMin as unsigned long long");
 
 struct ss_linear {
   slidesparse::SlideLinear layer;
@@ -229,6 +232,38 @@ int ss_quant_lift(const void* x_bf16, int64_t m, int64_t k, void* q, int out_pre
     const cudaError_t e = slidesparse::quant_lift(p, static_cast<cudaStream_t>(stream));
     if (e != cudaSuccess)
       throw Error(Status::kInternal, fmt::format("quant_lift launch: {}", cudaGetErrorString(e)), __FILE__, __LINE__,
+                  "cuda");
+  });
+}
+
+int ss_nm_mask(const void* w, int dtype, int64_t rows, int64_t k, int64_t ldw, int keep, int group, uint8_t* mask,
+               void* w_out, uint64_t* first_nan, void* stream) {
+  return guarded("ss_nm_mask", [&] {
+    slidesparse::NmMaskParams p;
+    switch (dtype) {
+      case SS_DTYPE_F32: p.dtype = slidesparse::DType::kF32; break;
+      case SS_DTYPE_BF16: p.dtype = slidesparse::DType::kBF16; break;
+      case SS_DTYPE_F16: p.dtype = slidesparse::DType::kF16; break;
+      default: require(false, fmt::format("dtype {} is not 0 (f32), 1 (bf16) or 2 (f16)", dtype));
+    }
+    p.w = w;
+    p.rows = rows;
+    p.k = k;
+    p.ldw = ldw;
+    p.keep = keep;
+    p.group = group;
+    p.mask = mask;
+    p.ldm = k;
+    p.w_out = w_out;
+    p.ldo = k;
+    p.first_nan = reinterpret_cast<unsigned long long*>(first_nan);
+    const char* why = slidesparse::nm_mask_check(p);
+    require(why == nullptr, why ? fmt::format("{} (keep:group {}:{}, rows {}, k {}, ldw {})", why, keep, group,
+                                              rows, k, ldw)
+                                : "");
+    const cudaError_t e = slidesparse::nm_mask(p, static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess)
+      throw Error(Status::kInternal, fmt::format("nm_mask launch: {}", cudaGetErrorString(e)), __FILE__, __LINE__,
                   "cuda");
   });
 }
