@@ -63,10 +63,8 @@ SS_API int ss_linear_from_dense(const float* w_host, int64_t n, int64_t k, const
 SS_API int ss_linear_from_quantized(const void* w_q_host, const float* w_scale_host, int64_t n, int64_t k,
                              const float* bias_host, int pattern_n, int precision, int dense_only,
                              int64_t dense_below_m, int search, ss_plan_cache* cache, ss_linear** out);
-/* Element types of device weights given to the *_device entries. */
-enum { SS_DTYPE_F32 = 0, SS_DTYPE_BF16 = 1, SS_DTYPE_F16 = 2 };
 /* from_dense with the weight already on the device (SlideLinear::from_dense_device): w_dev [n, k]
- * row-major of dtype SS_DTYPE_*, pruned / quantized / slid on the GPU on `stream` (synchronized);
+ * row-major of dtype SS_DTYPE_* (the element types of ss_nm_mask, below), pruned / quantized / slid on the GPU on `stream` (synchronized);
  * the same layer as ss_linear_from_dense on the same values. */
 SS_API int ss_linear_from_dense_device(const void* w_dev, int dtype, int64_t n, int64_t k, const float* bias_host,
                                 int pattern_n, int precision, int dense_only, int64_t dense_below_m, int search,
