@@ -67,12 +67,14 @@ nlohmann::json run_bench(const BenchOptions& o, std::ostream& out) {
     opts["host_batch"] = o.host_batch;
     opts["verify_points"] = o.verify_points;
   }
+  if (o.suite == "load") opts["cpu_layers"] = o.cpu_layers;
   e["options"] = opts;
   sink.write(e);
   out << env_line(env) << "\n" << std::flush;
 
   nlohmann::json s = o.suite == "kernel" ? run_kernel_suite(o, env, sink, out)
                      : o.suite == "layer" ? run_layer_suite(o, env, sink, out)
+                     : o.suite == "load"  ? run_load_suite(o, env, sink, out)
                                           : run_quant_suite(o, env, sink, out);
   s["type"] = "summary";
   s["suite"] = o.suite;

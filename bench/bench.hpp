@@ -83,6 +83,7 @@ struct BenchOptions {
   uint64_t seed = 1;
   int threads = 0;
   bool table = true;  // human table on the given stream
+  int cpu_layers = 1;  // load suite: decoder layers built through the CPU path (then extrapolated)
 
   std::vector<VariantSpec> variants;  // filled by validate()
 };
@@ -153,7 +154,7 @@ inline Pattern parse_pattern(const std::string& s, const char* option) {
 }  // namespace detail
 
 inline const std::vector<std::string>& bench_suites() {
-  static const std::vector<std::string> s = {"kernel", "layer", "quant"};
+  static const std::vector<std::string> s = {"kernel", "layer", "quant", "load"};
   return s;
 }
 
@@ -163,14 +164,32 @@ inline void validate(BenchOptions& o) {
   if (o.suite.empty()) bad("--suite is required: one of " + detail::join(bench_suites()));
   detail::check_names({o.suite}, bench_suites(), "--suite");
   const bool quant = o.suite == "quant", layer = o.suite == "layer", kernel = o.suite == "kernel";
+  const bool load = o.suite == "load";
   if (o.precisions.empty())
-    o.precisions = kernel ? std::vector<std::string>{"i8", "e4m3", "bf16"} : std::vector<std::string>{"i8", "e4m3"};
+    o.precisions = kernel || load ? std::vector<std::string>{"i8", "e4m3", "bf16"} : std::vector<std::string>{"i8", "e4m3"};
   detail::check_names(o.precisions,
                       kernel  ? std::vector<std::string>{"i8", "e4m3", "bf16", "f16"}
-                      : layer ? std::vector<std::string>{"i8", "e4m3", "bf16"}
+                      : layer || load ? std::vector<std::string>{"i8", "e4m3", "bf16"}
                               : std::vector<std::string>{"i8", "e4m3"},
                       "--precisions (suite " + o.suite + ")");
-  if (quant) {
+  if (o.cpu_layers != 1 && !load) bad("--cpu-layers applies to the load suite only");
+  if (load) {
+    // One bucket per layer at load: --ms takes one value.
+    if (o.native_kprime || !o.policy.empty() || o.sm90 || o.quick || !o.ks.empty())
+      bad("--native-kprime/--policy/--sm90/--quick/--ks do not apply to the load suite");
+    if (o.ms.size() > 1) bad("--ms takes one value for the load suite: the rows of the bucket each layer gets at load");
+    if (o.ms.empty()) o.ms = {16};
+    detail::resolve_models(o.models, {"qwen2.5-7b"});
+    detail::check_names(o.layers, {"qkv", "o", "gate_up", "down"}, "--layers");
+    if (o.patterns.empty()) o.patterns = {"6:8"};
+    if (o.cpu_layers < 1) bad("--cpu-layers must be >= 1");
+    for (const auto& m : o.models)
+      if (o.cpu_layers > find_model(m)->decoder_layers)
+        bad("--cpu-layers " + std::to_string(o.cpu_layers) + " exceeds the " +
+            std::to_string(find_model(m)->decoder_layers) + " decoder layers of " + m);
+    for (const auto& s : o.patterns)
+      if (s == "dense") bad("--patterns: the load suite measures sparse layers (a pattern such as 6:8)");
+  } else if (quant) {
     if (!o.models.empty() || !o.layers.empty()) bad("--models/--layers do not apply to the quant suite (use --ms, --ks)");
     if (o.native_kprime || !o.policy.empty()) bad("--native-kprime/--policy apply to the kernel and layer suites");
     if (o.sm90) bad("--sm90 applies to the kernel and layer suites");
@@ -190,8 +209,8 @@ inline void validate(BenchOptions& o) {
     if (!o.policy.empty() && !layer) bad("--policy applies to the layer suite only");
   }
   detail::check_ms(o.ms, "--ms", int64_t(1) << 20);
-  if (o.reps == 0) o.reps = kernel ? 30 : layer ? 20 : 50;
-  if (o.warmup < 0) o.warmup = kernel ? 5 : layer ? 3 : 20;
+  if (o.reps == 0) o.reps = kernel ? 30 : layer || load ? 20 : 50;
+  if (o.warmup < 0) o.warmup = kernel ? 5 : layer || load ? 3 : 20;
   if (o.reps < 5 || o.reps > 100000) bad("--reps must be in [5, 100000] (the median of the timed calls is reported)");
   if (o.warmup > 100000) bad("--warmup must be in [0, 100000]");
   if (o.search_iters < 1 || o.search_iters > 1000) bad("--search-iters must be in [1, 1000]");

@@ -16,5 +16,6 @@ namespace slidesparse::bench {
 nlohmann::json run_kernel_suite(const BenchOptions& o, const BackendEnv& env, Sink& sink, std::ostream& out);
 nlohmann::json run_layer_suite(const BenchOptions& o, const BackendEnv& env, Sink& sink, std::ostream& out);
 nlohmann::json run_quant_suite(const BenchOptions& o, const BackendEnv& env, Sink& sink, std::ostream& out);
+nlohmann::json run_load_suite(const BenchOptions& o, const BackendEnv& env, Sink& sink, std::ostream& out);
 
 }  // namespace slidesparse::bench

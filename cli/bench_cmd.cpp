@@ -29,8 +29,9 @@ BenchCommands::BenchCommands(CLI::App& app, const std::function<void(CLI::App*)>
   bench_ = app.add_subcommand("bench", "GPU benchmarks: ours and every baseline in one harness (JSON Lines + a table)");
   auto* b = bench_;
   b->add_option("--suite", bo_.suite,
-                "kernel (GEMM only), layer (the full SlideLinear layer and its stages) or quant (the fused "
-                "quant+lift kernel vs a device copy); required");
+                "kernel (GEMM only), layer (the full SlideLinear layer and its stages), quant (the fused "
+                "quant+lift kernel vs a device copy) or load (a model's linears prepared on the GPU vs the CPU, "
+                "and per-step weight updates); required");
   b->add_option("--precisions", bo_.precisions,
                 "i8, e4m3, bf16 (kernel also f16); default kernel i8,e4m3,bf16, layer/quant i8,e4m3")
       ->delimiter(',');
@@ -80,6 +81,9 @@ BenchCommands::BenchCommands(CLI::App& app, const std::function<void(CLI::App*)>
       ->capture_default_str();
   b->add_flag("--quick", bo_.quick, "quant: one shape (m 8192, k 4096)");
   b->add_option("--seed", bo_.seed, "Data seed")->capture_default_str();
+  b->add_option("--cpu-layers", bo_.cpu_layers,
+                "load: decoder layers built through the CPU path (the whole model is extrapolated from them)")
+      ->capture_default_str();
   add_common(b);
   b->footer(
       "Timing: CUDA events around each call, warm-up, median of --reps; X rotated through an arena larger than L2 "

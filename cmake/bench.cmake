@@ -8,6 +8,7 @@ add_library(slidesparse_bench STATIC
   bench/bench.cpp
   bench/suite_kernel.cpp
   bench/suite_layer.cpp
+  bench/suite_load.cpp
   bench/suite_quant.cpp
   bench/tune.cpp)
 target_include_directories(slidesparse_bench PUBLIC include PRIVATE src bench)
