@@ -24,3 +24,10 @@ endif()
 
 # --- GPU Llama forward and its test ---------------------------------------------------------------
 include(cmake/llama_gpu.cmake)
+
+# --- Tier-1 test: tests/gpu/gpu_weight_prep.cpp (weight preparation kernels + SlideLinear's device
+# entries; the executable is made by the tests/gpu loop) ---
+if(TARGET test_gpu_weight_prep)
+  target_link_libraries(test_gpu_weight_prep PRIVATE slidesparse_api fmt::fmt-header-only)
+  slidesparse_gpu_runpath(test_gpu_weight_prep)
+endif()
