@@ -32,6 +32,10 @@ def prune_mask(w: torch.Tensor, pattern_n: int, score: Optional[torch.Tensor] = 
     return keep.view(n, kp)[:, :k] & (w != 0)
 
 
+# dtype codes of the C ABI's *_device entries (SS_DTYPE_*).
+_DEVICE_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+
+
 def _search_code(search) -> int:
     """The C ABI's search argument: 0 none, n timed launches per candidate (True: 10)."""
     if search is True:
@@ -104,9 +108,12 @@ class SlideLinear(torch.nn.Module):
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, pattern="6:8", precision: str = "fp8", method: str = "magnitude",
                     act_norm: Optional[torch.Tensor] = None, dense_below_m: int = -1, search=True,
-                    plan_cache: Optional["_lib.PlanCache"] = None, device=None) -> "SlideLinear":
+                    plan_cache: Optional["_lib.PlanCache"] = None, device=None, prep: str = "auto") -> "SlideLinear":
         """Prune (magnitude, or wanda with act_norm[k] = ||X[:, k]||_2), quantize per channel and slide
         `linear`'s weight. pattern "dense" (or None) makes the quantized dense baseline layer.
+        prep: "device" prunes, quantizes and slides on the GPU (ss_linear_from_dense_device), "host" on
+        the CPU; "auto" takes the GPU when the weight is already on the layer's device. Both give the
+        same layer bit for bit.
         dense_below_m: -1 measures the sparse/dense crossover per layer, 0 always sparse.
         search: True (10 timed launches per candidate GEMM algorithm), False (library defaults) or
         the number of timed launches."""
@@ -122,17 +129,31 @@ class SlideLinear(torch.nn.Module):
             raise ValueError(f"method {method!r}: expected magnitude or wanda (sparsegpt: prune with the CLI, "
                              f"then load_pruned)")
         # From here the C library prunes by magnitude, which keeps an already pruned group as it is.
-        w_host = w.cpu().contiguous()
         bias = None if linear.bias is None else linear.bias.detach().float().cpu().contiguous()
         dev = torch.device(device) if device is not None else linear.weight.device
         if dev.type != "cuda":
             dev = torch.device("cuda", torch.cuda.current_device())
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
         with torch.cuda.device(dev):
             ptr = ctypes.c_void_p()
             L = _lib.lib()
-            _lib.check(L.ss_linear_from_dense(w_host.data_ptr(), n, k, None if bias is None else bias.data_ptr(),
-                                              pn, code, int(dense_only), dense_below_m, _search_code(search),
-                                              plan_cache.ptr if plan_cache else None, ctypes.byref(ptr)))
+            common = (pn, code, int(dense_only), dense_below_m, _search_code(search),
+                      plan_cache.ptr if plan_cache else None)
+            b_ptr = None if bias is None else bias.data_ptr()
+            if prep == "device" or (prep == "auto" and w.device == dev):
+                # Pruned, quantized and slid on the GPU (the same layer as the host path, bit for bit).
+                src = linear.weight.detach() if method == "magnitude" else w
+                src = src.to(dev).contiguous()
+                if src.dtype not in _DEVICE_DTYPES:
+                    src = src.float()
+                _lib.check(L.ss_linear_from_dense_device(src.data_ptr(), _DEVICE_DTYPES[src.dtype], n, k, b_ptr,
+                                                         *common, ops._raw_stream(dev.index), ctypes.byref(ptr)))
+            elif prep in ("auto", "host"):
+                w_host = w.cpu().contiguous()
+                _lib.check(L.ss_linear_from_dense(w_host.data_ptr(), n, k, b_ptr, *common, ctypes.byref(ptr)))
+            else:
+                raise ValueError(f"prep {prep!r}: expected auto, device or host")
             lh = _lib.LinearHandle(ptr.value, plan_cache)
             _drop_probe_buckets(lh, dense_below_m)
         return cls(lh, k, n, None if dense_only else pn, token, bias is not None)
@@ -166,6 +187,56 @@ class SlideLinear(torch.nn.Module):
             lh = _lib.LinearHandle(ptr.value, plan_cache)
             _drop_probe_buckets(lh, dense_below_m)
         return cls(lh, k, n, None if dense_only else pn, token, b_host is not None)
+
+    # -- weight updates (training) ----------------------------------------------------------------
+    def _update_stream(self, t: torch.Tensor):
+        if t.device.type != "cuda":
+            raise ValueError(f"the new weight must be on a CUDA device, got {t.device}")
+        return ops._raw_stream(t.device.index)
+
+    def update_weight_(self, weight: torch.Tensor, check: bool = True) -> None:
+        """Replaces the layer's weight in place with `weight` [out, in] (f32 / bf16 / f16, on the layer's
+        device): pruned, quantized, slid and compressed on the current stream, no allocation (the
+        layer's GEMM plans keep their algorithms). check=True synchronizes and raises on a non-finite
+        weight (the layer is then unchanged); check=False does not synchronize (CUDA graphs) and
+        check_weight_updates() reports problems later."""
+        if tuple(weight.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"weight has shape {list(weight.shape)}, expected [{self.out_features}, {self.in_features}]")
+        if weight.dtype not in _DEVICE_DTYPES:
+            raise TypeError(f"weight dtype {weight.dtype}: expected float32, bfloat16 or float16")
+        w = weight.detach().contiguous()
+        _lib.check(_lib.lib().ss_linear_update_weight_device(ops.handle(self.handle).ptr, w.data_ptr(),
+                                                             _DEVICE_DTYPES[w.dtype], self._update_stream(w),
+                                                             int(check)))
+
+    def update_codes_(self, codes: torch.Tensor, scale: Optional[torch.Tensor] = None, check: bool = True) -> None:
+        """Replaces the weight with already quantized, already masked codes: int8 / float8_e4m3fn [out, in]
+        with scale [out] (float32) for an int8 / fp8 layer, bfloat16 values and no scale for a bf16 layer.
+        A sparse layer's codes must satisfy its pattern (check=True raises naming row and group)."""
+        if tuple(codes.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"codes have shape {list(codes.shape)}, expected [{self.out_features}, {self.in_features}]")
+        want = {"int8": torch.int8, "fp8": torch.float8_e4m3fn, "bf16": torch.bfloat16}[self.precision]
+        if codes.dtype != want:
+            raise TypeError(f"a {self.precision} layer takes {want} codes, got {codes.dtype}")
+        s_ptr = None
+        if self.precision == "bf16":
+            if scale is not None:
+                raise ValueError("a bf16 layer takes no scale")
+        else:
+            if scale is None or tuple(scale.shape) != (self.out_features,) or scale.dtype != torch.float32:
+                raise ValueError(f"scale must be a float32 tensor of shape [{self.out_features}]")
+            if scale.device != codes.device:
+                raise ValueError("codes and scale must be on the same device")
+            scale = scale.detach().contiguous()
+            s_ptr = scale.data_ptr()
+        c = codes.detach().contiguous()
+        _lib.check(_lib.lib().ss_linear_update_weight_codes_device(ops.handle(self.handle).ptr, c.data_ptr(), s_ptr,
+                                                                   self._update_stream(c), int(check)))
+
+    def check_weight_updates(self) -> None:
+        """Synchronizes the current stream and raises the first problem an update with check=False met."""
+        _lib.check(_lib.lib().ss_linear_check_weight_updates(ops.handle(self.handle).ptr,
+                                                             ops._raw_stream(torch.cuda.current_device())))
 
     # -- use ------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

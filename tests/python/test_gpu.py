@@ -11,6 +11,9 @@ Checks (docs/TESTING.md, "Python extension"):
   E  CUDA-graph replay == eager, torch.compile(fullgraph=True) (aot_eager: ==; inductor: tolerance)
   F  load_pruned of CLI checkpoints == patch_model of the dense model (int8, fp8), when
      SLIDESPARSE_TEST_CKPT names the directory holding dense/, int8/ and fp8/
+  G  SlideLinear.from_linear with the weight prepared on the GPU == on the host, bit for bit (int8, fp8,
+     bf16 x 6:8, 2:4, both paths); update_weight_ == a fresh layer; bad shapes, dtypes, codes rejected
+SLIDESPARSE_TEST_ONLY=<letters> runs only those checks.
 """
 import copy
 import json
@@ -188,6 +191,51 @@ def test_layer_exact():
                         f"reference (max |d| {float((y.float() - ref.float()).abs().max())})")
             details.append(f"{pattern}/{precision}")
     return "exact: " + ",".join(details)
+
+
+def test_device_prep():
+    """G: from_linear on the GPU == on the host, bit for bit; update_weight_ == a fresh layer; bad input."""
+    g = torch.Generator(device=DEV).manual_seed(7)
+    x = torch.randn(37, 250, generator=g, device=DEV).bfloat16()
+    details = []
+    for pattern in ("6:8", "2:4"):
+        for precision in ("int8", "fp8", "bf16"):
+            lin = torch.nn.Linear(250, 72, device=DEV, dtype=torch.bfloat16)
+            kw = dict(pattern=pattern, precision=precision, dense_below_m=0, search=False)
+            dev = SlideLinear.from_linear(lin, prep="device", **kw)
+            host = SlideLinear.from_linear(lin, prep="host", **kw)
+            w2 = torch.randn(72, 250, generator=g, device=DEV).bfloat16()
+            lin2 = torch.nn.Linear(250, 72, device=DEV, dtype=torch.bfloat16)
+            with torch.no_grad():
+                lin2.weight.copy_(w2)
+                lin2.bias.copy_(lin.bias)
+            fresh = SlideLinear.from_linear(lin2, prep="host", **kw)
+            for path in ("sparse", "dense"):
+                for m in (dev, host, fresh):
+                    m.path = path
+                a, b = dev(x), host(x)
+                require(torch.equal(a, b), f"{pattern} {precision} {path}: device prep != host prep")
+                dev.update_weight_(w2)
+                c, d = dev(x), fresh(x)
+                require(torch.equal(c, d), f"{pattern} {precision} {path}: update_weight_ != a fresh layer")
+                dev.update_weight_(lin.weight, check=False)
+                dev.check_weight_updates()
+            details.append(f"{pattern}/{precision}")
+    sl = SlideLinear.from_linear(torch.nn.Linear(64, 32, device=DEV), pattern="6:8", precision="int8", search=False,
+                                dense_below_m=0)
+    for bad, exc in ((torch.zeros(32, 65, device=DEV), ValueError), (torch.zeros(32, 64, device=DEV, dtype=torch.int8), TypeError)):
+        try:
+            sl.update_weight_(bad)
+            raise AssertionError(f"update_weight_({bad.dtype} {list(bad.shape)}) did not raise")
+        except exc:
+            pass
+    codes = torch.ones(32, 64, dtype=torch.int8, device=DEV)  # every group dense: breaks 6:8
+    try:
+        sl.update_codes_(codes, torch.ones(32, device=DEV))
+        raise AssertionError("codes that break 6:8 were accepted")
+    except _lib.SlideSparseError as e:
+        require("row 0, group 0" in str(e), f"message: {e}")
+    return "device prep == host prep, update == fresh: " + ",".join(details)
 
 
 # ---------------------------------------------------------------- D/E: models
@@ -403,12 +451,13 @@ def test_load_pruned():
 
 def main():
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, lib {_lib.library_path()}")
-    check("A quant_lift op vs reference", test_quant_lift)
-    check("B opcheck", test_opcheck)
-    check("C SlideLinear exact", test_layer_exact)
-    check("D patched models vs masked dense", test_models)
-    check("E cuda graph + torch.compile", test_graph_and_compile)
-    check("F load_pruned", test_load_pruned)
+    only = os.environ.get("SLIDESPARSE_TEST_ONLY", "")  # e.g. "CG": run those checks alone
+    for name, fn in (("A quant_lift op vs reference", test_quant_lift), ("B opcheck", test_opcheck),
+                     ("C SlideLinear exact", test_layer_exact), ("D patched models vs masked dense", test_models),
+                     ("E cuda graph + torch.compile", test_graph_and_compile), ("F load_pruned", test_load_pruned),
+                     ("G device weight prep", test_device_prep)):
+        if not only or name[0] in only:
+            check(name, fn)
     failed = [r for r in RESULTS if not r["ok"]]
     if JSON_OUT:
         with open(JSON_OUT, "w") as f:
