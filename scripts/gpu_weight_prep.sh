@@ -4,7 +4,7 @@
 #   nvidia-smi; tier-1 tests test_gpu_weight_prep (every kernel against the CPU core, the SlideLinear
 #   device entries against from_dense / from_quantized layers); `slidesparse bench --suite load`;
 #   the Python checks C and G (from_linear on the GPU == on the host, update_weight_) when PKG_DIR
-#   holds the package; test_gpu_slide_linear (quick: the layer's own oracles, whose weight upload
+#   holds the package; test_gpu_slide_linear (the layer's own oracles, whose weight upload
 #   changed); compute-sanitizer memcheck over test_gpu_weight_prep (quick; SANITIZE_FILTER, default
 #   the kernel tests and the bad-input layer test; SANITIZE_TIMEOUT).
 # Everything is logged to $OUT/gpu_weight_prep_log.txt. Exit status 0 only when every step passed.
@@ -39,8 +39,13 @@ if [ -f "$pkg/slidesparse/libslidesparse_c.so" ]; then
   step "python checks C, G" timeout "$tmo" env PYTHONPATH="$pkg" SLIDESPARSE_TEST_ONLY=CG \
     SLIDESPARSE_TEST_JSON="$out/python_weight_prep.json" "$py" "$root/tests/python/test_gpu.py"
 fi
-step "tests test_gpu_slide_linear (quick)" timeout "$tmo" env SLIDESPARSE_GPU_TEST_QUICK=1 \
-  bash -c "source '$root/scripts/gpu_common.sh'; run_gtest '$bin/test_gpu_slide_linear'"
+# The full test_gpu_slide_linear (QUICK_SLIDE_LINEAR=1: the quick set, whose two skips are by design).
+if [ "${QUICK_SLIDE_LINEAR:-0}" = 1 ]; then
+  step "tests test_gpu_slide_linear (quick)" timeout "$tmo" env SLIDESPARSE_GPU_TEST_QUICK=1 \
+    "$bin/test_gpu_slide_linear" --gtest_color=no
+else
+  step "tests test_gpu_slide_linear" timeout "$tmo" bash -c "source '$root/scripts/gpu_common.sh'; run_gtest '$bin/test_gpu_slide_linear'"
+fi
 san=$(find_sanitizer)
 if [ -n "$san" ]; then
   step "memcheck test_gpu_weight_prep (quick)" timeout "${SANITIZE_TIMEOUT:-$tmo}" env SLIDESPARSE_GPU_TEST_QUICK=1 \

@@ -215,11 +215,12 @@ class SlideLinear(torch.nn.Module):
         A sparse layer's codes must satisfy its pattern (check=True raises naming row and group)."""
         if tuple(codes.shape) != (self.out_features, self.in_features):
             raise ValueError(f"codes have shape {list(codes.shape)}, expected [{self.out_features}, {self.in_features}]")
-        want = {"int8": torch.int8, "fp8": torch.float8_e4m3fn, "bf16": torch.bfloat16}[self.precision]
+        want = {"i8": torch.int8, "int8": torch.int8, "e4m3": torch.float8_e4m3fn, "fp8": torch.float8_e4m3fn,
+                "bf16": torch.bfloat16}[self.precision]
         if codes.dtype != want:
             raise TypeError(f"a {self.precision} layer takes {want} codes, got {codes.dtype}")
         s_ptr = None
-        if self.precision == "bf16":
+        if want == torch.bfloat16:
             if scale is not None:
                 raise ValueError("a bf16 layer takes no scale")
         else:

@@ -89,7 +89,8 @@ struct QArgs {
 // keep their exact value (prune_inplace's rule applied through the mask).
 __device__ __forceinline__ float pruned(const void* wr, const uint8_t* mr, int64_t c, DType in) {
   const float v = load_f32(wr, c, in);
-  return (mr != nullptr && mr[c] == 0) ? 0.0f : v;
+  const bool dropped_nonzero = mr != nullptr && mr[c] == 0 && (__float_as_uint(v) & 0x7fffffffu) != 0;
+  return dropped_nonzero ? 0.0f : v;
 }
 
 template <DType kOut>
