@@ -24,12 +24,17 @@
 // of the same bytes timed the same way in the same run (copy_quant_us, copy_epilogue_us), and
 // full_over_gemm_plus_quant_bound = full / (GEMM + copy_quant) is the acceptance ratio "full layer
 // within 5% of the GEMM plus a bandwidth-bound quant pass".
-// Host overhead, per (layer, variant) at --host-m rows with a warmed bucket (dense and patterns):
-//   host_us        host clock per forward() call, --host-calls calls issued in batches behind a
-//                  stream gate (a host function that holds the stream), so the GPU never makes
-//                  the host wait: the pure cost of issuing one forward (three launches)
+// Host overhead, per (layer, variant) at --host-m rows with a warmed bucket (dense and patterns).
+// Every host time is the median over the batches of one batch's mean (the mean over all calls is
+// kept as *_mean_us):
+//   host_us        host clock per forward() call, --host-calls calls issued in batches of
+//                  --host-batch behind a stream gate (a host function that holds the stream), so
+//                  the GPU never makes the host wait: the pure cost of issuing one forward
 //   quant_host_us / gemm_run_host_us / epilogue_host_us  the same per stage alone; the GEMM stage
-//                  is exactly the backend's run() on the bucket's cached plan
+//                  is exactly the backend's run() on the bucket's cached plan, which for a library
+//                  plan launches the graph recorded on the bucket's buffers (GemmPlan::bind)
+//   gemm_direct_host_us / host_direct_us  the GEMM stage / the forward with the bindings off: the
+//                  library's own host path on every call; bound_identical: both give the same Y
 //   back_to_back_us  the calls then one synchronize, per call: GPU-bound at small m
 //   graph_host_us  the same gated measurement for cudaGraphLaunch of a captured forward
 //   graph_gpu_us / eager_gpu_us  event-timed median of a replay / an eager forward (no flush)
@@ -98,9 +103,14 @@ struct Gate {
   }
 };
 
-// Host microseconds per call of `issue` over `calls` calls, in batches behind a gate.
-double gated_host_us(const std::function<void()>& issue, int calls, int batch, cudaStream_t stream, bool& waited) {
+// Host microseconds per call of `issue` over `calls` calls, in batches behind a gate: the mean
+// over all calls and the median of the batches' means (robust to a batch that a host hiccup hit).
+struct HostUs {
+  double mean = 0, median = 0;
+};
+HostUs gated_host_us(const std::function<void()>& issue, int calls, int batch, cudaStream_t stream, bool& waited) {
   double total_us = 0;
+  std::vector<double> per_batch;
   waited = false;
   for (int done = 0; done < calls;) {
     const int b = std::min(batch, calls - done);
@@ -113,9 +123,15 @@ double gated_host_us(const std::function<void()>& issue, int calls, int batch, c
     BENCH_CUDA(cudaStreamSynchronize(stream));
     if (us > 1e6) waited = true;  // the launch queue filled: the host waited for the gate
     total_us += us;
+    per_batch.push_back(us / b);
     done += b;
   }
-  return total_us / calls;
+  HostUs r;
+  r.mean = total_us / calls;
+  std::sort(per_batch.begin(), per_batch.end());
+  const size_t h = per_batch.size() / 2;
+  r.median = per_batch.size() % 2 ? per_batch[h] : 0.5 * (per_batch[h - 1] + per_batch[h]);
+  return r;
 }
 
 struct Timing {
@@ -510,23 +526,48 @@ class LayerSuite {
     Arena x = make_arena(m, L.k);
     auto fwd = [&] { layer.forward(x.slot(0), m, y.get(), stream_, path); };
     bool waited = false, graph_waited = false;
-    const double host_us = gated_host_us(fwd, o_.host_calls, o_.host_batch, stream_, waited);
-    // The same per stage: kStageGemm alone is the backend's run() on a cached plan.
-    double stage_us[3] = {0, 0, 0};
+    const HostUs host = gated_host_us(fwd, o_.host_calls, o_.host_batch, stream_, waited);
+    // The same per stage: kStageGemm alone is the backend's run() on the bucket's cached plan,
+    // which launches the graph recorded on the bucket's buffers (GemmPlan::bind; library plans).
+    HostUs stage[3];
     bool stage_waited = false;
     const unsigned stage_bits[3] = {ss::kStageQuant, ss::kStageGemm, ss::kStageEpilogue};
     for (int i = 0; i < 3; ++i) {
       bool w = false;
-      stage_us[i] = gated_host_us([&] { layer.forward(x.slot(0), m, y.get(), stream_, path, stage_bits[i]); },
-                                  o_.host_calls, o_.host_batch, stream_, w);
+      stage[i] = gated_host_us([&] { layer.forward(x.slot(0), m, y.get(), stream_, path, stage_bits[i]); },
+                               o_.host_calls, o_.host_batch, stream_, w);
       stage_waited = stage_waited || w;
+    }
+    // The library called directly on every forward (no recorded graph): its host path, and the
+    // output, which must be the same bits.
+    const size_t y_bytes = size_t(m * L.n) * 2;
+    std::vector<uint8_t> direct_y(y_bytes), bound_y(y_bytes);
+    layer.set_bind_gemm_graphs(false, stream_);
+    bool direct_waited = false;
+    const HostUs gemm_direct = gated_host_us(
+        [&] { layer.forward(x.slot(0), m, y.get(), stream_, path, ss::kStageGemm); }, o_.host_calls, o_.host_batch,
+        stream_, direct_waited);
+    const HostUs host_direct = gated_host_us(fwd, o_.host_calls, o_.host_batch, stream_, direct_waited);
+    BENCH_CUDA(cudaMemsetAsync(y.get(), 0xFF, y_bytes, stream_));
+    fwd();
+    BENCH_CUDA(cudaMemcpyAsync(direct_y.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost, stream_));
+    BENCH_CUDA(cudaStreamSynchronize(stream_));
+    layer.set_bind_gemm_graphs(true, stream_);
+    BENCH_CUDA(cudaMemsetAsync(y.get(), 0xFF, y_bytes, stream_));
+    fwd();
+    BENCH_CUDA(cudaMemcpyAsync(bound_y.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost, stream_));
+    BENCH_CUDA(cudaStreamSynchronize(stream_));
+    const bool bound_identical = direct_y == bound_y;
+    if (!bound_identical) {
+      ++tally_.verification_failures;
+      out_ << fmt::format("  VERIFY FAILED {} {} {} m={}: the bound (recorded-graph) GEMM differs from the direct call\n",
+                          pname, L.name, vname, m);
     }
 
     const auto t0 = Clock::now();
     for (int i = 0; i < o_.host_calls; ++i) fwd();
     BENCH_CUDA(cudaStreamSynchronize(stream_));
     const double b2b_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / o_.host_calls;
-    const size_t y_bytes = size_t(m * L.n) * 2;
     std::vector<uint8_t> eager(y_bytes), replayed(y_bytes);
     BENCH_CUDA(cudaMemcpy(eager.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost));
 
@@ -548,7 +589,7 @@ class LayerSuite {
     BENCH_CUDA(cudaStreamSynchronize(stream_));
     BENCH_CUDA(cudaMemcpy(replayed.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost));
     const bool identical = eager == replayed;
-    const double graph_host_us = gated_host_us(replay, o_.host_calls, o_.host_batch, stream_, graph_waited);
+    const HostUs graph_host = gated_host_us(replay, o_.host_calls, o_.host_batch, stream_, graph_waited);
     const double graph_gpu_us = time_events_us([&](int64_t) { replay(); }, o_.warmup, o_.reps, stream_);
     const double eager_gpu_us = time_events_us([&](int64_t) { fwd(); }, o_.warmup, o_.reps, stream_);
     cudaGraphExecDestroy(exec);
@@ -567,23 +608,32 @@ class LayerSuite {
                  {"m", m},
                  {"calls", o_.host_calls},
                  {"batch", o_.host_batch},
-                 {"host_us", host_us},
+                 {"host_us", host.median},
+                 {"host_mean_us", host.mean},
                  {"host_waited", waited},
-                 {"quant_host_us", stage_us[0]},
-                 {"gemm_run_host_us", stage_us[1]},
-                 {"epilogue_host_us", stage_us[2]},
+                 {"quant_host_us", stage[0].median},
+                 {"gemm_run_host_us", stage[1].median},
+                 {"epilogue_host_us", stage[2].median},
+                 {"gemm_run_host_mean_us", stage[1].mean},
+                 {"gemm_direct_host_us", gemm_direct.median},
+                 {"gemm_direct_host_mean_us", gemm_direct.mean},
+                 {"host_direct_us", host_direct.median},
+                 {"direct_waited", direct_waited},
+                 {"bound_identical", bound_identical},
                  {"stage_host_waited", stage_waited},
                  {"back_to_back_us", b2b_us},
-                 {"graph_host_us", graph_host_us},
+                 {"graph_host_us", graph_host.median},
                  {"graph_host_waited", graph_waited},
                  {"graph_gpu_us", graph_gpu_us},
                  {"eager_gpu_us", eager_gpu_us},
                  {"graph_identical", identical}});
-    out_ << fmt::format("  host {} {} {} m={}: forward() {:.1f} us/call issued (quant {:.1f}, GEMM run() {:.1f}, "
-                        "epilogue {:.1f}), {:.1f} us/call back to back; graph launch {:.1f} us issued, replay {:.1f} "
-                        "us vs eager {:.1f} us (GPU){}\n",
-                        pname, L.name, vname, m, host_us, stage_us[0], stage_us[1], stage_us[2], b2b_us,
-                        graph_host_us, graph_gpu_us, eager_gpu_us, identical ? "" : ", REPLAY DIFFERS")
+    out_ << fmt::format("  host {} {} {} m={} (median of batches): forward() {:.1f} us/call issued (quant {:.1f}, "
+                        "GEMM run() {:.1f} [library called directly {:.1f}; forward {:.1f}], epilogue {:.1f}), {:.1f} "
+                        "us/call back to back; graph launch {:.1f} us issued, replay {:.1f} us vs eager {:.1f} us "
+                        "(GPU){}{}\n",
+                        pname, L.name, vname, m, host.median, stage[0].median, stage[1].median, gemm_direct.median,
+                        host_direct.median, stage[2].median, b2b_us, graph_host.median, graph_gpu_us, eager_gpu_us,
+                        identical ? "" : ", REPLAY DIFFERS", bound_identical ? "" : ", BOUND GEMM DIFFERS")
          << std::flush;
   }
 
