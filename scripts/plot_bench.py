@@ -85,11 +85,15 @@ def model_speedups(times):
 def markdown(env, rows, errors, times, speedups):
     lines = ["# GEMM speedups over cuBLASLt dense (`slidesparse bench --suite kernel`)", ""]
     if env:
+        # Older records carry the options at the top level, newer ones under "options".
+        opt = env.get("options") or env
+        smi = env.get("nvidia_smi") or {}
+        power = f", power limit {smi['power.limit']}" if smi.get("power.limit") else ""
         lines.append(
-            f"{env.get('gpu')} (sm_{env.get('sm')}, {env.get('sm_count')} SMs), driver {env.get('driver_version')}, "
+            f"{env.get('gpu')} (sm_{env.get('sm')}, {env.get('sm_count')} SMs{power}), driver {env.get('driver_version')}, "
             f"CUDA runtime {env.get('runtime_version')}, cuSPARSELt {env.get('cusparselt_version')}, "
             f"cuBLASLt {env.get('cublaslt_version')}, git {env.get('git_sha')}, {env.get('date')}; "
-            f"median of {env.get('reps')} launches, X rotated over {env.get('rotate_mib')} MiB.")
+            f"median of {opt.get('reps')} launches, X rotated over {opt.get('rotate_mib')} MiB.")
         lines.append("")
     lines.append("Speedup = dense time / variant time; for a model, the four linear layers together "
                  "(sum of times). GEMM only (no quantization or lifting kernel).")
