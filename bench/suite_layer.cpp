@@ -138,6 +138,7 @@ struct Timing {
   double full_us = 0, quant_us = 0, gemm_us = 0, epilogue_us = 0;
   double copy_quant_us = 0, copy_epilogue_us = 0;  // D2D copies of the stages' bytes
   bool stages = false;                             // the stage fields were measured
+  double paired_us = 0, paired_dense_us = 0;       // auto:P timed interleaved with the dense layer
 };
 
 std::optional<ss::LinearPrecision> linear_precision_from_name(const std::string& s) {
@@ -309,6 +310,10 @@ class LayerSuite {
     const int64_t m_max = o_.ms.back();
     DevMem y(size_t(m_max * n) * 2);
     std::map<std::string, std::map<int64_t, Timing>> results;  // variant -> m -> timing
+    // The dense layer stays alive while auto:P variants run: they are timed interleaved with it.
+    const bool any_auto = std::any_of(o_.variants.begin(), o_.variants.end(),
+                                      [](const VariantSpec& v) { return v.kind == Kind::kAuto; });
+    std::optional<ss::SlideLinear> dense_keep;
 
     for (const VariantSpec& spec : o_.variants) {
       if (stopped || !tally_.context_lost.empty()) break;
@@ -376,7 +381,8 @@ class LayerSuite {
         }
         const auto t_unit = Clock::now();
         try {
-          run_unit(pname, prec, model, L, VL, spec, pat, path, *layer, m, y, results);
+          run_unit(pname, prec, model, L, VL, spec, pat, path, *layer, m, y, results,
+                   spec.kind == Kind::kAuto && dense_keep ? &*dense_keep : nullptr);
           const bool host_here =
               m == o_.host_m || (m == o_.ms.front() && std::find(o_.ms.begin(), o_.ms.end(), o_.host_m) == o_.ms.end());
           if (o_.host && host_here && (spec.kind == Kind::kDense || spec.kind == Kind::kSparse))
@@ -387,6 +393,7 @@ class LayerSuite {
         last_unit_s = std::chrono::duration<double>(Clock::now() - t_unit).count();
         last_m = m;
       }
+      if (spec.kind == Kind::kDense && any_auto) dense_keep = std::move(layer);
     }
     print_layer_table(pname, model, L, results);
     for (auto& [v, per_m] : results)
@@ -423,7 +430,8 @@ class LayerSuite {
 
   void run_unit(const std::string& pname, ss::LinearPrecision prec, const Model& model, const Layer& L,
                 const Layer& VL, const VariantSpec& spec, const std::optional<ss::Pattern>& pat, ss::LinearPath path,
-                ss::SlideLinear& layer, int64_t m, DevMem& y, std::map<std::string, std::map<int64_t, Timing>>& results) {
+                ss::SlideLinear& layer, int64_t m, DevMem& y, std::map<std::string, std::map<int64_t, Timing>>& results,
+                ss::SlideLinear* dense_ref = nullptr) {
     const int64_t n = L.n, k = L.k;
     Arena x = make_arena(m, VL.k);
     // First call: creates the bucket (plan, algorithm choice, buffers).
@@ -512,8 +520,47 @@ class LayerSuite {
         if (s->second.stages) rec["slide_over_native_gemm"] = s->second.gemm_us / t.gemm_us;
       }
     }
-    if (spec.kind == Kind::kAuto && have_dense) {
-      const double r = dense->second.full_us / t.full_us;
+    double paired = 0;
+    if (spec.kind == Kind::kAuto && dense_ref != nullptr) {
+      // The policy layer and the dense layer timed interleaved, call by call (the order swapped
+      // every repetition, the L2 flushed before each call): slow drifts of clock and power hit
+      // both alike, which two separate runs of --reps calls do not guarantee.
+      auto call = [&](bool dense_side, int64_t i) {
+        if (dense_side) dense_ref->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense);
+        else layer.forward(x.slot(i), m, y.get(), stream_, path);
+      };
+      for (int i = 0; i < o_.warmup; ++i) {
+        call(true, i);
+        call(false, i);
+      }
+      Events ev(size_t(4 * o_.reps));
+      for (int r = 0; r < o_.reps; ++r)
+        for (int h = 0; h < 2; ++h) {
+          const bool dense_side = (h == 0) == (r % 2 == 0);
+          if (flush_.bytes() > 0) BENCH_CUDA(cudaMemsetAsync(flush_.get(), (2 * r + h) & 0xFF, flush_.bytes(), stream_));
+          BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * dense_side)], stream_));
+          call(dense_side, o_.warmup + r);
+          BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * dense_side + 1)], stream_));
+        }
+      BENCH_CUDA(cudaStreamSynchronize(stream_));
+      std::vector<double> us_auto, us_dense;
+      for (int r = 0; r < o_.reps; ++r)
+        for (int side = 0; side < 2; ++side) {
+          float ms = 0;
+          BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(4 * r + 2 * side)], ev[size_t(4 * r + 2 * side + 1)]));
+          (side ? us_dense : us_auto).push_back(double(ms) * 1e3);
+        }
+      const double a = median(us_auto), d = median(us_dense);
+      paired = d / a;
+      rec["paired_full_us"] = a;
+      rec["paired_dense_us"] = d;
+      rec["paired_speedup_vs_dense"] = paired;
+      results[spec.name][m].paired_us = a;
+      results[spec.name][m].paired_dense_us = d;
+    }
+    if (spec.kind == Kind::kAuto && (have_dense || paired > 0)) {
+      // The interleaved ratio where it was measured, else the two separate medians'.
+      const double r = paired > 0 ? paired : dense->second.full_us / t.full_us;
       auto& mn = policy_min_[pname + " " + model.name + " " + spec.name];
       if (mn.is_null() || r < mn["speedup"].get<double>()) mn = {{"speedup", r}, {"layer", L.name}, {"m", m}};
     }
@@ -671,6 +718,14 @@ class LayerSuite {
                     {"speedup_vs_dense", *dfull / *full},
                     {"best_dense_us", best_dense},
                     {"speedup_vs_best_dense", best_dense / *full}};
+        if (spec.kind == Kind::kAuto) {
+          const auto pa = sum(v, &Timing::paired_us), pd = sum(v, &Timing::paired_dense_us);
+          if (pa && pd && *pa > 0 && *pd > 0) {
+            rec["paired_full_us"] = *pa;
+            rec["paired_dense_us"] = *pd;
+            rec["paired_speedup_vs_dense"] = *pd / *pa;
+          }
+        }
         const bool stages = spec.kind != Kind::kAuto;
         std::optional<double> gemm;
         if (stages) {
