@@ -63,6 +63,22 @@ SS_API int ss_linear_from_dense(const float* w_host, int64_t n, int64_t k, const
 SS_API int ss_linear_from_quantized(const void* w_q_host, const float* w_scale_host, int64_t n, int64_t k,
                              const float* bias_host, int pattern_n, int precision, int dense_only,
                              int64_t dense_below_m, int search, ss_plan_cache* cache, ss_linear** out);
+/* from_dense with the weight already on the device (SlideLinear::from_dense_device): w_dev [n, k]
+ * row-major of dtype SS_DTYPE_* (the element types of ss_nm_mask, below), pruned / quantized / slid on the GPU on `stream` (synchronized);
+ * the same layer as ss_linear_from_dense on the same values. */
+SS_API int ss_linear_from_dense_device(const void* w_dev, int dtype, int64_t n, int64_t k, const float* bias_host,
+                                int pattern_n, int precision, int dense_only, int64_t dense_below_m, int search,
+                                ss_plan_cache* cache, void* stream, ss_linear** out);
+/* In-place weight updates (same n, k, pattern, precision), enqueued on `stream`, no allocation:
+ *   update_weight_device:       a dense weight [n, k] (SS_DTYPE_*) to prune, quantize, slide, compress;
+ *   update_weight_codes_device: i8 / e4m3 codes [n, k] + f32 scales [n] (a bf16 layer: bf16 values and
+ *                               scales NULL), already masked to the pattern.
+ * check != 0 scans the input first and synchronizes (error 5 naming the problem, layer unchanged);
+ * check == 0 does not synchronize (graph capture) and ss_linear_check_weight_updates reports later. */
+SS_API int ss_linear_update_weight_device(ss_linear* layer, const void* w_dev, int dtype, void* stream, int check);
+SS_API int ss_linear_update_weight_codes_device(ss_linear* layer, const void* codes_dev, const float* scales_dev,
+                                         void* stream, int check);
+SS_API int ss_linear_check_weight_updates(ss_linear* layer, void* stream);
 SS_API void ss_linear_destroy(ss_linear* layer);
 
 /* y[m, n] = x[m, k] . W^T (+ bias), bf16 device buffers, rows contiguous. */
