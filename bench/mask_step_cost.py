@@ -29,9 +29,9 @@ import sys
 import torch
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "python"))
+sys.path.append(os.path.join(here, "..", "python"))  # after PYTHONPATH (a build with the library)
 import slidesparse  # noqa: E402
-from slidesparse import ops  # noqa: E402
+from slidesparse import _lib, ops  # noqa: E402
 from slidesparse.nn import SlideLinear  # noqa: E402
 from slidesparse.sparse_bitnet import ternary_quantize  # noqa: E402
 
@@ -128,7 +128,13 @@ def measure(shape_set, name, n, k, n_pat, ms, reps, dev, search):
     q = quant_fn()
     ws = slide_torch(q, n_pat)
 
-    row["mask_us"] = timed(mask_fn, reps)
+    row["mask_us"] = timed(mask_fn, reps)  # the torch op as training calls it (dispatch + allocation)
+    # The kernel alone: ss_nm_mask straight from ctypes into a preallocated mask.
+    L0, st0 = _lib.lib(), ops._raw_stream(torch.cuda.current_device())
+    mbuf = torch.empty((n, k), dtype=torch.bool, device=dev)
+    row["mask_kernel_us"] = timed(lambda: L0.ss_nm_mask(w.data_ptr(), 0, n, k, k, keep, group, mbuf.data_ptr(), None,
+                                                        None, st0), reps)
+    assert torch.equal(mbuf, mask)
     row["quantize_us"] = timed(quant_fn, reps)
     row["slide_us"] = timed(lambda: slide_torch(q, n_pat), reps)
     try:
@@ -137,11 +143,32 @@ def measure(shape_set, name, n, k, n_pat, ms, reps, dev, search):
         row["compress_us"] = None
         row["compress_error"] = str(e)[:300]
     parts = [row[k_] for k_ in ("mask_us", "quantize_us", "slide_us", "compress_us")]
-    row["update_us"] = sum(parts) if None not in parts else None
+    row["update_torch_us"] = sum(parts) if None not in parts else None
 
     # The same masked ternary weight as a SlideLinear (int8 codes used as given, one scale per row).
     scale = torch.full((n,), float(w.abs().mean()), dtype=torch.float32)
     layer = SlideLinear.from_quantized(q, scale, pattern=f"{keep}:{group}", dense_below_m=0, search=search)
+    # The library's in-place device update (issue 3's GPU weight preparation): codes -> slide +
+    # compress into the layer's buffers and plans, no allocation, no synchronization (check = 0).
+    L, h = _lib.lib(), ops.handle(layer.handle)
+    st = ops._raw_stream(torch.cuda.current_device())
+    scale_dev = scale.to(dev)
+    if hasattr(L, "ss_linear_update_weight_codes_device"):
+        def upd_codes():
+            rc = L.ss_linear_update_weight_codes_device(h.ptr, q.data_ptr(), scale_dev.data_ptr(), st, 0)
+            if rc:
+                _lib.check(rc)
+
+        def upd_dense():
+            rc = L.ss_linear_update_weight_device(h.ptr, w.data_ptr(), 0, st, 0)
+            if rc:
+                _lib.check(rc)
+
+        row["lib_update_dense_f32_us"] = timed(upd_dense, reps)  # prune (nm_mask) + per-channel quant + slide + compress
+        _lib.check(L.ss_linear_check_weight_updates(h.ptr, st))
+        row["lib_update_codes_us"] = timed(upd_codes, reps)  # slide + compress of given codes (the last one: q)
+        _lib.check(L.ss_linear_check_weight_updates(h.ptr, st))
+        row["update_gpu_us"] = row["mask_us"] + row["quantize_us"] + row["lib_update_codes_us"]
     row["per_m"] = []
     wb = w.bfloat16()
     for m in ms:
@@ -155,9 +182,11 @@ def measure(shape_set, name, n, k, n_pat, ms, reps, dev, search):
         saved = t_de - t_sp
         ent = {"m": m, "int8_sparse_fwd_us": t_sp, "int8_dense_fwd_us": t_de, "bf16_dense_fwd_us": t_bf,
                "saved_per_forward_us": saved, "sparse_vs_dense_rel_diff": rel}
-        if row["update_us"] is not None:
-            ent["net_per_step_us"] = saved - row["update_us"]
-            ent["forwards_to_amortize_one_update"] = (row["update_us"] / saved) if saved > 0 else None
+        for key in ("update_gpu_us", "update_torch_us"):
+            if row.get(key) is not None:
+                tag = key[len("update_"):-len("_us")]
+                ent[f"net_per_step_{tag}_us"] = saved - row[key]
+                ent[f"forwards_per_update_to_break_even_{tag}"] = (row[key] / saved) if saved > 0 else None
         row["per_m"].append(ent)
         del x
     del layer
@@ -188,7 +217,8 @@ def main():
                 rows.append(r)
                 pm = ", ".join(f"m={e['m']}: saved {e['saved_per_forward_us']:.1f}" for e in r["per_m"])
                 print(f"{sname} {name} {n}x{k} {r['pattern']}: mask {r['mask_us']:.1f} quant {r['quantize_us']:.1f} "
-                      f"slide {r['slide_us']:.1f} compress {r['compress_us']} us | {pm}", flush=True)
+                      f"torch slide {r['slide_us']:.1f} compress {r['compress_us']} | lib update codes "
+                      f"{r.get('lib_update_codes_us')} dense {r.get('lib_update_dense_f32_us')} us | {pm}", flush=True)
     env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
            "cusparselt_torch": getattr(torch.backends.cusparselt, "version", lambda: None)(),
            "reps": args.reps, "search": args.search}

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "python"))
+sys.path.append(os.path.join(here, "..", "python"))  # after PYTHONPATH (a build with the library)
 from slidesparse.sparse_bitnet import SparseBitLinear, flip_rates, ternary_quantize  # noqa: E402
 
 VARIANTS = {  # name: (ternary, pattern)
@@ -283,11 +283,13 @@ def main():
         results += [run_variant(n, seed, args, train, evald, starts, dev) for n in names]
     env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
            "python": platform.python_version(), "wall_seconds_total": time.perf_counter() - t_all}
-    try:
-        env["git_sha"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                                        text=True).stdout.strip() or os.environ.get("GIT_SHA", "")
-    except OSError:
-        env["git_sha"] = os.environ.get("GIT_SHA", "")
+    env["git_sha"] = os.environ.get("GIT_SHA", "")  # a shipped copy may sit inside another repository
+    if not env["git_sha"]:
+        try:
+            env["git_sha"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                                            text=True).stdout.strip()
+        except OSError:
+            pass
     doc = {"config": {k: v for k, v in vars(args).items() if not k.startswith("out")},
            "data": {"file": os.path.basename(args.data), "bytes": len(raw), "train_bytes": split,
                     "eval_bytes": len(raw) - split, "split": "train = bytes [0, 90%), eval = bytes [90%, 100%)",
