@@ -26,14 +26,16 @@ import os
 import statistics
 import sys
 
-import torch
-
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.append(os.path.join(here, "..", "python"))  # after PYTHONPATH (a build with the library)
-import slidesparse  # noqa: E402
-from slidesparse import _lib, ops  # noqa: E402
-from slidesparse.nn import SlideLinear  # noqa: E402
-from slidesparse.sparse_bitnet import ternary_quantize  # noqa: E402
+try:  # --render needs none of these
+    import torch
+    import slidesparse
+    from slidesparse import _lib, ops
+    from slidesparse.nn import SlideLinear
+except ImportError as e:
+    torch = None
+    _IMPORT_ERROR = e
 
 EXPERIMENT = [("qkv", 1152, 384), ("proj", 384, 384), ("fc1", 1536, 384), ("fc2", 384, 1536)]
 QWEN7B = [("qkv", 4608, 3584), ("o", 3584, 3584), ("gate_up", 37888, 3584), ("down", 3584, 18944)]
@@ -194,15 +196,63 @@ def measure(shape_set, name, n, k, n_pat, ms, reps, dev, search):
     return row
 
 
+def render_md(doc) -> str:
+    """Two tables from the JSON: update costs per layer, and what one forward saves per m."""
+    f = lambda v: "–" if v is None else f"{v:.0f}"  # noqa: E731
+    e = doc["env"]
+    out = [f"{e['gpu']}, torch {e['torch']}, CUDA {e['cuda']}, torch's cuSPARSELt {e['cusparselt_torch']}; "
+           f"median of {e['reps']} (CUDA events, eager calls); SlideLinear plans: "
+           f"{'library defaults' if not e['search'] else str(e['search']) + ' timed launches per candidate'}.", "",
+           "Update cost per layer and step (µs): the mask kernel alone and as the torch op; ternary codes "
+           "(torch, unfused); the library's in-place device update from codes (slide + compress) and from the "
+           "f32 weight (its own mask + per-channel int8 + slide + compress); the torch slide and torch's "
+           "cuSPARSELt compress for comparison. `mask+ternary+lib` = mask op + ternary + lib codes update.", "",
+           "| set | layer | n × k | pattern | mask kernel | mask op | ternary (torch) | lib codes update | "
+           "lib update from f32 | torch slide | cslt compress | mask+ternary+lib |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        out.append(f"| {r['set']} | {r['layer']} | {r['n']} × {r['k']} | {r['pattern']} | {f(r.get('mask_kernel_us'))} | "
+                   f"{f(r['mask_us'])} | {f(r['quantize_us'])} | {f(r.get('lib_update_codes_us'))} | "
+                   f"{f(r.get('lib_update_dense_f32_us'))} | {f(r['slide_us'])} | {f(r['compress_us'])} | "
+                   f"{f(r.get('update_gpu_us'))} |")
+    out += ["", "What the sparse path saves per forward (µs; SlideLinear int8, same layer: quant + dense INT8 GEMM + "
+            "epilogue vs quant + lift + slid 2:4 GEMM + epilogue; bf16 `F.linear` for reference) and the net per "
+            "step with one forward per update (saved − (mask+ternary+lib)); break-even = forwards one update "
+            "must serve (– : the sparse path is slower, never).", "",
+            "| set | layer | pattern | m | int8 dense | int8 sparse | bf16 dense | saved | net per step | break-even forwards |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        for p in r["per_m"]:
+            be = p.get("forwards_per_update_to_break_even_gpu")
+            out.append(f"| {r['set']} | {r['layer']} | {r['pattern']} | {p['m']} | {f(p['int8_dense_fwd_us'])} | "
+                       f"{f(p['int8_sparse_fwd_us'])} | {f(p['bf16_dense_fwd_us'])} | {p['saved_per_forward_us']:+.0f} | "
+                       f"{f(p.get('net_per_step_gpu_us'))} | {'–' if be is None else f'{be:.1f}'} |")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--render", metavar="JSON", help="only write the markdown tables of an earlier run (--md)")
+    ap.add_argument("--md", help="markdown tables")
+    ap.add_argument("--out")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--m-experiment", default="16384")
     ap.add_argument("--m-qwen", default="4096,16384")
     ap.add_argument("--search", type=int, default=0, help="SlideLinear algorithm search launches (0: defaults)")
     ap.add_argument("--sets", default="experiment,qwen7b")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as fh:
+            md = render_md(json.load(fh))
+        if args.md:
+            with open(args.md, "w") as fh:
+                fh.write(md)
+        print(md)
+        return
+    if not args.out:
+        ap.error("--out is required (or --render)")
+    if torch is None:
+        sys.exit(f"mask_step_cost.py: {_IMPORT_ERROR}")
     dev = torch.device("cuda")
     check_slide(dev)
     print("torch slide: exact on the check cases", flush=True)
@@ -222,8 +272,12 @@ def main():
     env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
            "cusparselt_torch": getattr(torch.backends.cusparselt, "version", lambda: None)(),
            "reps": args.reps, "search": args.search}
+    doc = {"env": env, "rows": rows}
     with open(args.out, "w") as f:
-        json.dump({"env": env, "rows": rows}, f, indent=1)
+        json.dump(doc, f, indent=1)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(render_md(doc))
 
 
 if __name__ == "__main__":

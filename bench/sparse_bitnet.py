@@ -36,7 +36,9 @@ import torch.nn.functional as F
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.append(os.path.join(here, "..", "python"))  # after PYTHONPATH (a build with the library)
+sys.path.insert(0, here)
 from slidesparse.sparse_bitnet import SparseBitLinear, flip_rates, ternary_quantize  # noqa: E402
+from sparse_bitnet_report import plot, table  # noqa: E402
 
 VARIANTS = {  # name: (ternary, pattern)
     "bf16-dense": (False, None), "bf16-6:8": (False, "6:8"), "bf16-2:4": (False, "2:4"),
@@ -183,64 +185,6 @@ def run_variant(name, seed, args, train, evald, starts, dev):
     if ternary:
         out.update(ternary_stats(model))
     return out
-
-
-def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    colors = {"dense": "tab:blue", "6:8": "tab:orange", "2:4": "tab:red"}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    first = results[0]["seed"]
-    for r in [r for r in results if r["seed"] == first]:
-        style = "-" if r["ternary"] else "--"
-        lab = r["variant"]
-        axes[0].plot([c["tokens"] / 1e6 for c in r["train_curve"]], [c["train_loss"] for c in r["train_curve"]],
-                     style, color=colors[r["pattern"]], label=lab, lw=1.2)
-        axes[1].plot([c["tokens"] / 1e6 for c in r["eval_curve"]], [c["eval_loss"] for c in r["eval_curve"]],
-                     style, marker="o", ms=3, color=colors[r["pattern"]], label=lab, lw=1.2)
-    for ax, t in zip(axes, ("train loss (nats/byte)", "held-out loss (nats/byte)")):
-        ax.set_xlabel("training tokens (M bytes)")
-        ax.set_title(t)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    lo = min(c["eval_loss"] for r in results for c in r["eval_curve"])
-    axes[1].set_ylim(lo - 0.05, lo + 1.0)
-    axes[0].set_ylim(lo - 0.3, lo + 1.5)
-    fig.suptitle("Byte-level LM on WikiText-2 (train: first 90% of wiki.test.raw, eval: last 10%); "
-                 f"solid ternary W1.58A8, dashed bf16; seed {first}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
-def table(results):
-    """One row per variant: eval loss mean over seeds (min..max), the paired difference to the same
-    precision's dense run of the same seed, and the per-byte perplexity ratio."""
-    seeds = sorted({r["seed"] for r in results})
-    by = {(r["variant"], r["seed"]): r for r in results}
-    names = list(dict.fromkeys(r["variant"] for r in results))
-    lines = [f"seeds: {', '.join(map(str, seeds))}; loss = held-out nats/byte (mean over seeds, min..max)", "",
-             "| variant | eval loss | bits/byte | ppl/byte | vs own dense (loss) | vs own dense (ppl ratio) | "
-             "train tokens | train s | last flip rate | ternary zeros |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
-    for n in names:
-        rs = [by[(n, s)] for s in seeds if (n, s) in by]
-        loss = [r["final_eval_loss_nats_per_byte"] for r in rs]
-        rng = f" ({min(loss):.4f}..{max(loss):.4f})" if len(rs) > 1 else ""
-        dn = ("ternary" if rs[0]["ternary"] else "bf16") + "-dense"
-        diffs = [r["final_eval_loss_nats_per_byte"] - by[(dn, r["seed"])]["final_eval_loss_nats_per_byte"]
-                 for r in rs if (dn, r["seed"]) in by]
-        rel = rat = ""
-        if rs[0]["pattern"] != "dense" and diffs:
-            rel = f"{mean(diffs):+.4f}" + (f" ({min(diffs):+.4f}..{max(diffs):+.4f})" if len(diffs) > 1 else "")
-            rat = f"x{math.exp(mean(diffs)):.4f}"
-        fl = f"{mean([r['flip_rate'][-1]['mean'] for r in rs]):.2e}" if rs[0]["flip_rate"] else ""
-        tz = f"{mean([r['ternary_zero_fraction'] for r in rs]):.3f}" if rs[0]["ternary"] else ""
-        lines.append(f"| {n} | {mean(loss):.4f}{rng} | {mean(loss) / math.log(2):.4f} | {math.exp(mean(loss)):.4f} | "
-                     f"{rel} | {rat} | {rs[0]['train_tokens']} | {mean([r['train_seconds'] for r in rs]):.1f} | "
-                     f"{fl} | {tz} |")
-    return "\n".join(lines) + "\n"
 
 
 def main():
