@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "slidesparse/pattern.hpp"
+#include "slidesparse/types.hpp"
 
 namespace slidesparse {
 
@@ -115,6 +116,44 @@ class SlideLinear {
   // from_dense) and kInvalidData for a non-finite or non-positive scale or an E4M3 NaN code.
   static SlideLinear from_quantized(const void* w_q_host, const float* w_scale_host, int64_t n, int64_t k,
                                     const SlideLinearOptions& opts, const float* bias_host = nullptr);
+
+  // from_dense on the GPU, for a weight already in device memory: w_dev is W[n, k] row-major (row
+  // stride k) of dtype f32, bf16 or f16 on the current device. The same layer from_dense makes from
+  // the same values (f32(w)): magnitude pruning (the nm_mask kernel, keep = 2N-2 of 2N), per-channel
+  // quantization, sliding, all on the GPU on `stream` (kernels/weight_prep.cuh), bit-identical
+  // weights and scales, so forward gives the same bytes. Then as from_dense (bias, crossover).
+  // Synchronizes `stream`. Throws kInvalidArgument (null / misaligned pointer, dtype other than
+  // f32 / bf16 / f16, shapes), kInvalidData naming row and column for a non-finite weight, and what
+  // from_dense throws.
+  static SlideLinear from_dense_device(const void* w_dev, DType dtype, int64_t n, int64_t k,
+                                       const SlideLinearOptions& opts, const float* bias_host = nullptr,
+                                       Stream stream = nullptr);
+
+  // Weight updates in place (training: new weights every step). Same n, k, pattern, precision and
+  // bias; the layer's buffers and every existing bucket's GEMM plan (its algorithm choice kept)
+  // take the new weight: prune -> quantize -> slide on the GPU, then each plan's update_weight
+  // (cuSPARSELt compression into the plan's compressed buffer, a copy for dense plans, the sm90
+  // compressor for sm90 plans). Enqueued on `stream`: no allocation, no algorithm search.
+  //   check = true:  the input is scanned first and the stream synchronized; a bad input throws
+  //                  kInvalidData (naming row and column / group / scale) and leaves the layer as
+  //                  it was. Not allowed while `stream` captures a graph (kInvalidArgument).
+  //   check = false: nothing synchronizes (CUDA graph capture works: see docs/BACKENDS.md for what
+  //                  was tested); problems are recorded on the device and thrown by the next
+  //                  check_weight_updates(); until a good update the layer's weights are then
+  //                  unusable (a row with a non-finite weight gets scale NaN, a too-dense group is
+  //                  zeroed).
+  // Ordering: forwards on other streams must be ordered against the update by the caller (the
+  // plans' weights are rewritten in place).
+  // Dense W[n, k] (f32 / bf16 / f16, device, row stride k), pruned and quantized as from_dense_device:
+  void update_weight_device(const void* w_dev, DType dtype, Stream stream, bool check = true);
+  // Already quantized and masked codes: i8 / e4m3 codes [n, k] + scales [n] (f32, finite, > 0),
+  // used exactly as given (as from_quantized); a bf16 layer takes bf16 values [n, k] and
+  // scales_dev == null. A sparse layer needs the codes to satisfy the pattern (kInvalidData naming
+  // row and group otherwise).
+  void update_weight_codes_device(const void* codes_dev, const float* scales_dev, Stream stream, bool check = true);
+  // Synchronizes `stream` and throws (kInvalidData) the first problem a check = false update
+  // recorded since the last call; clears the record.
+  void check_weight_updates(Stream stream);
 
   SlideLinear(SlideLinear&&) noexcept;
   SlideLinear& operator=(SlideLinear&&) noexcept;

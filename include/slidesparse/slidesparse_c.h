@@ -63,6 +63,22 @@ SS_API int ss_linear_from_dense(const float* w_host, int64_t n, int64_t k, const
 SS_API int ss_linear_from_quantized(const void* w_q_host, const float* w_scale_host, int64_t n, int64_t k,
                              const float* bias_host, int pattern_n, int precision, int dense_only,
                              int64_t dense_below_m, int search, ss_plan_cache* cache, ss_linear** out);
+/* from_dense with the weight already on the device (SlideLinear::from_dense_device): w_dev [n, k]
+ * row-major of dtype SS_DTYPE_* (the element types of ss_nm_mask, below), pruned / quantized / slid on the GPU on `stream` (synchronized);
+ * the same layer as ss_linear_from_dense on the same values. */
+SS_API int ss_linear_from_dense_device(const void* w_dev, int dtype, int64_t n, int64_t k, const float* bias_host,
+                                int pattern_n, int precision, int dense_only, int64_t dense_below_m, int search,
+                                ss_plan_cache* cache, void* stream, ss_linear** out);
+/* In-place weight updates (same n, k, pattern, precision), enqueued on `stream`, no allocation:
+ *   update_weight_device:       a dense weight [n, k] (SS_DTYPE_*) to prune, quantize, slide, compress;
+ *   update_weight_codes_device: i8 / e4m3 codes [n, k] + f32 scales [n] (a bf16 layer: bf16 values and
+ *                               scales NULL), already masked to the pattern.
+ * check != 0 scans the input first and synchronizes (error 5 naming the problem, layer unchanged);
+ * check == 0 does not synchronize (graph capture) and ss_linear_check_weight_updates reports later. */
+SS_API int ss_linear_update_weight_device(ss_linear* layer, const void* w_dev, int dtype, void* stream, int check);
+SS_API int ss_linear_update_weight_codes_device(ss_linear* layer, const void* codes_dev, const float* scales_dev,
+                                         void* stream, int check);
+SS_API int ss_linear_check_weight_updates(ss_linear* layer, void* stream);
 SS_API void ss_linear_destroy(ss_linear* layer);
 
 /* y[m, n] = x[m, k] . W^T (+ bias), bf16 device buffers, rows contiguous. */
@@ -83,6 +99,19 @@ SS_API int ss_linear_describe(const ss_linear* layer, char* buf, size_t len, siz
 /* Fused per-token quantization + lifting (src/kernels/quant_lift.cuh): x bf16 [m, k] -> q [m, k_out]
  * (out: SS_PRECISION_I8 / _E4M3 quantize with scale [m] f32; SS_PRECISION_BF16 lifts only, scale may
  * be NULL), lifted for pattern_n >= 2, plain for pattern_n == 0. k_out >= ss_slide_k (or k). */
+/* Element types of ss_nm_mask's weight. */
+enum { SS_DTYPE_F32 = 0, SS_DTYPE_BF16 = 1, SS_DTYPE_F16 = 2 };
+
+/* keep:group magnitude mask (src/kernels/nm_mask.cuh, definition in include/slidesparse/nm_mask.hpp):
+ * w [rows, k] on the device, row stride ldw elements, dtype SS_DTYPE_*; per row, aligned groups of
+ * `group` (1..32) along k keep the min(keep, len) largest |w|, ties to the lower column.
+ * mask: uint8 [rows, k] (contiguous) 0/1, or NULL; w_out: the masked weight [rows, k] (contiguous,
+ * same dtype; kept bits unchanged, dropped +0; may equal w when ldw == k), or NULL; at least one
+ * of the two. first_nan: NULL or a device uint64 that receives the smallest flat index r*k + c of
+ * a NaN (UINT64_MAX when none; a group holding a NaN keeps nothing). Asynchronous on stream. */
+SS_API int ss_nm_mask(const void* w, int dtype, int64_t rows, int64_t k, int64_t ldw, int keep, int group,
+                      uint8_t* mask, void* w_out, uint64_t* first_nan, void* stream);
+
 SS_API int ss_quant_lift(const void* x_bf16, int64_t m, int64_t k, void* q, int out_precision, int64_t k_out, float* scale,
                   int pattern_n, void* stream);
 

@@ -26,7 +26,9 @@
 #include "backends/check.hpp"
 #include "backends/detail.hpp"
 #include "kernels/epilogue.cuh"
+#include "kernels/nm_mask.cuh"
 #include "kernels/quant_lift.cuh"
+#include "kernels/weight_prep.cuh"
 #include "slidesparse/error.hpp"
 #include "slidesparse/prune.hpp"
 #include "slidesparse/quant.hpp"
@@ -60,6 +62,10 @@ namespace {
 
 constexpr int kBucketSlots = 13;       // 16, 32, ..., 65536 rows
 constexpr int64_t kDenseKAlign = 16;   // cuBLASLt 8-bit operands: k % 16 == 0 (16-bit: 8)
+// Rows of the layer's weight buffers: n rounded up to the largest row padding any backend uses
+// (gemm_layout's n_cols: 32 for 8-bit inputs, 16 for 16-bit ones), the padding rows zero, so that
+// GemmPlan::update_weight can read its n_cols rows straight from them.
+constexpr int64_t kWeightRowAlign = 32;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 // Crossover probes: decode-sized to prefill-sized m; sparse GEMMs win, if at all, from the
 // hundreds to the thousands of rows on H100 (BRIEF 4). Each probe creates both buckets.
@@ -122,7 +128,10 @@ struct SlideLinear::Impl {
   GemmPrecision gemm_precision = GemmPrecision::kI8;
   DType q_dtype = DType::kI8;  // X' elements: i8, e4m3, or bf16 (lift only)
   bool quantized = true;
-  detail::DeviceMemory w_sparse, w_dense, s_w, bias;  // W'[n, k_sparse], W[n, k_dense], [n], [n]
+  // W'[n_pad, k_sparse], W[n_pad, k_dense] (rows n.. zero), [n], [n]; the status block of the
+  // weight-preparation kernels (kernels/weight_prep.cuh) for deferred checks.
+  detail::DeviceMemory w_sparse, w_dense, s_w, bias, prep_status;
+  int64_t n_pad = 0;
   bool has_bias = false;
   int64_t dense_below = 0;
   std::vector<CrossoverProbe> probes;
@@ -133,10 +142,28 @@ struct SlideLinear::Impl {
 
   // Validates the options and the device, sets the shapes (no weights yet).
   static std::unique_ptr<Impl> create(int64_t n, int64_t k, const SlideLinearOptions& opts, const char* what);
+  // Allocates the weight buffers (zero-filled: padding rows and columns stay zero for good) and
+  // the status block.
+  void allocate_weights();
   // q: the pruned, quantized W[n, k] (q_dtype elements), sw: [n] scales (i8 / e4m3), bias or null.
-  // Uploads W (padded to k_dense) and, unless dense_only, W' slid from it; then resolves the
-  // crossover (measuring it for dense_below_m == -1).
+  // Uploads W (padded to k_dense) and, unless dense_only, W' slid from it; then finish().
   void upload_weights(const uint8_t* q, const float* sw, const float* bias_host);
+  // Uploads the bias and resolves the crossover (measuring it for dense_below_m == -1).
+  void finish(const float* bias_host);
+
+  // ---- weight preparation on the device (kernels/weight_prep.cuh) ----
+  // Dense W[n, k] (f32 / bf16 / f16, device) -> pruned (unless dense_only), quantized into w_dense
+  // and s_w, slid into w_sparse; problems go to prep_status. Enqueues only.
+  void prep_from_dense(const void* w, DType dtype, cudaStream_t stream);
+  // Codes (q_dtype, [n, k]) + scales [n] (i8 / e4m3) -> w_dense, s_w, slid into w_sparse.
+  void prep_from_codes(const void* codes, const float* scales, cudaStream_t stream);
+  // Every existing bucket's plan takes the new weight (compress / copy; no allocation).
+  void update_plans(cudaStream_t stream);
+  // Runs scan_weight on the input (status reset first), synchronizes, throws the first problem.
+  void check_input(const void* w, DType dtype, bool pattern, const float* scales, cudaStream_t stream,
+                   const char* what);
+  // Reads the status block (synchronizing `stream`), resets it, throws the first problem.
+  void raise_status(cudaStream_t stream, const char* what);
 
   bool resolve_dense(LinearPath path, int64_t m) const {
     if (path == LinearPath::kAuto) return dense_for(m);
@@ -400,20 +427,38 @@ std::unique_ptr<SlideLinear::Impl> SlideLinear::Impl::create(int64_t n, int64_t 
   return impl;
 }
 
+void SlideLinear::Impl::allocate_weights() {
+  const size_t es = dtype_size(q_dtype);
+  n_pad = (n + kWeightRowAlign - 1) / kWeightRowAlign * kWeightRowAlign;
+  w_dense.reset(size_t(n_pad) * size_t(k_dense) * es);
+  SLIDESPARSE_CUDA_CHECK(cudaMemset(w_dense.get(), 0, w_dense.bytes()));
+  if (!opts.dense_only) {
+    w_sparse.reset(size_t(n_pad) * size_t(k_sparse) * es);
+    SLIDESPARSE_CUDA_CHECK(cudaMemset(w_sparse.get(), 0, w_sparse.bytes()));
+  }
+  if (quantized) s_w.reset(size_t(n) * sizeof(float));
+  prep_status.reset(kStatusWords * sizeof(uint64_t));
+  SLIDESPARSE_CUDA_CHECK(weight_prep_status_reset(static_cast<uint64_t*>(prep_status.get()), nullptr));
+  SLIDESPARSE_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 void SlideLinear::Impl::upload_weights(const uint8_t* q, const float* sw, const float* bias_host) {
   const int threads = host_threads();
   const size_t es = dtype_size(q_dtype);
-  {  // Dense fallback: the same pruned, quantized W, k padded with zero columns.
-    std::vector<uint8_t> wd(size_t(n) * size_t(k_dense) * es, 0);
-    for (int64_t r = 0; r < n; ++r) std::memcpy(&wd[size_t(r * k_dense) * es], &q[size_t(r * k) * es], size_t(k) * es);
-    upload(w_dense, wd.data(), wd.size());
-  }
+  allocate_weights();
+  // Dense fallback: the same pruned, quantized W, k padded with zero columns.
+  SLIDESPARSE_CUDA_CHECK(cudaMemcpy2D(w_dense.get(), size_t(k_dense) * es, q, size_t(k) * es, size_t(k) * es,
+                                      size_t(n), cudaMemcpyHostToDevice));
   if (!opts.dense_only) {
     std::vector<uint8_t> ws(size_t(n) * size_t(k_sparse) * es, 0);
     slide_weight(opts.pattern, q_dtype, q, n, k, ws.data(), k_sparse, "slide_linear", threads);
-    upload(w_sparse, ws.data(), ws.size());
+    SLIDESPARSE_CUDA_CHECK(cudaMemcpy(w_sparse.get(), ws.data(), ws.size(), cudaMemcpyHostToDevice));
   }
-  if (quantized) upload(s_w, sw, size_t(n) * sizeof(float));
+  if (quantized) SLIDESPARSE_CUDA_CHECK(cudaMemcpy(s_w.get(), sw, size_t(n) * sizeof(float), cudaMemcpyHostToDevice));
+  finish(bias_host);
+}
+
+void SlideLinear::Impl::finish(const float* bias_host) {
   if (bias_host != nullptr) {
     for (int64_t j = 0; j < n; ++j)
       SLIDESPARSE_API_REQUIRE(std::isfinite(bias_host[j]), Status::kInvalidData,
@@ -430,6 +475,144 @@ void SlideLinear::Impl::upload_weights(const uint8_t* q, const float* sw, const 
     OwnedStream stream;
     measure_crossover(stream.get());
   }
+}
+
+void SlideLinear::Impl::prep_from_dense(const void* w, DType dtype, cudaStream_t stream) {
+  auto* status = static_cast<uint64_t*>(prep_status.get());
+  const uint8_t* keep = nullptr;
+  if (!opts.dense_only) {
+    // The keep mask goes to w_sparse, which holds n_pad * k_sparse >= n * k elements of at least a
+    // byte (k' >= k for every pattern) and is rewritten by the slide below: no extra buffer.
+    NmMaskParams mp;
+    mp.w = w;
+    mp.dtype = dtype;
+    mp.rows = n;
+    mp.k = k;
+    mp.ldw = k;
+    mp.keep = opts.pattern.keep();
+    mp.group = opts.pattern.group();
+    mp.mask = static_cast<uint8_t*>(w_sparse.get());
+    mp.ldm = k;
+    const char* why = nm_mask_check(mp);
+    SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
+    SLIDESPARSE_CUDA_CHECK(nm_mask(mp, stream));
+    keep = mp.mask;
+  }
+  QuantizeWeightParams qp;
+  qp.w = w;
+  qp.in_dtype = dtype;
+  qp.n = n;
+  qp.k = k;
+  qp.ldw = k;
+  qp.keep = keep;
+  qp.ldm = k;
+  qp.q = w_dense.get();
+  qp.out_dtype = q_dtype;
+  qp.ldq = k_dense;
+  qp.scale = quantized ? static_cast<float*>(s_w.get()) : nullptr;
+  qp.status = status;
+  const char* why = quantize_weight_check(qp);
+  SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
+  SLIDESPARSE_CUDA_CHECK(quantize_weight(qp, stream));
+  if (!opts.dense_only) {
+    SlideWeightParams sp;
+    sp.q = w_dense.get();
+    sp.dtype = q_dtype;
+    sp.n = n;
+    sp.k = k;
+    sp.ldq = k_dense;
+    sp.ws = w_sparse.get();
+    sp.k_slide = k_sparse;
+    sp.ldws = k_sparse;
+    sp.pattern_n = opts.pattern.n();
+    sp.status = status;
+    why = slide_weight_device_check(sp);
+    SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
+    SLIDESPARSE_CUDA_CHECK(slide_weight_device(sp, stream));
+  }
+}
+
+void SlideLinear::Impl::prep_from_codes(const void* codes, const float* scales, cudaStream_t stream) {
+  const size_t es = dtype_size(q_dtype);
+  SLIDESPARSE_CUDA_CHECK(cudaMemcpy2DAsync(w_dense.get(), size_t(k_dense) * es, codes, size_t(k) * es,
+                                           size_t(k) * es, size_t(n), cudaMemcpyDeviceToDevice, stream));
+  if (quantized)
+    SLIDESPARSE_CUDA_CHECK(
+        cudaMemcpyAsync(s_w.get(), scales, size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  if (!opts.dense_only) {
+    SlideWeightParams sp;
+    sp.q = w_dense.get();
+    sp.dtype = q_dtype;
+    sp.n = n;
+    sp.k = k;
+    sp.ldq = k_dense;
+    sp.ws = w_sparse.get();
+    sp.k_slide = k_sparse;
+    sp.ldws = k_sparse;
+    sp.pattern_n = opts.pattern.n();
+    sp.status = static_cast<uint64_t*>(prep_status.get());
+    const char* why = slide_weight_device_check(sp);
+    SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
+    SLIDESPARSE_CUDA_CHECK(slide_weight_device(sp, stream));
+  }
+}
+
+void SlideLinear::Impl::update_plans(cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto* slots : {&sparse_slots, &dense_slots})
+    for (auto& b : *slots)
+      if (b) b->plan->update_weight(b->dense ? w_dense.get() : w_sparse.get(), stream);
+}
+
+void SlideLinear::Impl::check_input(const void* w, DType dtype, bool pattern, const float* scales,
+                                    cudaStream_t stream, const char* what) {
+  SLIDESPARSE_API_REQUIRE(!detail::stream_is_capturing(stream), Status::kInvalidArgument,
+                          "{} with check = true synchronizes the stream to read the check's result, which a "
+                          "stream capturing a CUDA graph cannot do: pass check = false under capture (problems "
+                          "are then reported by check_weight_updates)",
+                          what);
+  auto* status = static_cast<uint64_t*>(prep_status.get());
+  SLIDESPARSE_CUDA_CHECK(weight_prep_status_reset(status, stream));
+  WeightScanParams sp;
+  sp.w = w;
+  sp.dtype = dtype;
+  sp.n = n;
+  sp.k = k;
+  sp.ldw = k;
+  sp.pattern_n = pattern ? opts.pattern.n() : 0;
+  sp.scale = scales;
+  sp.status = status;
+  const char* why = scan_weight_check(sp);
+  SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInvalidArgument, "{}: {}", what, why ? why : "");
+  SLIDESPARSE_CUDA_CHECK(scan_weight(sp, stream));
+  raise_status(stream, what);
+}
+
+void SlideLinear::Impl::raise_status(cudaStream_t stream, const char* what) {
+  uint64_t st[kStatusWords];
+  auto* status = static_cast<uint64_t*>(prep_status.get());
+  SLIDESPARSE_CUDA_CHECK(cudaMemcpyAsync(st, status, sizeof st, cudaMemcpyDeviceToHost, stream));
+  SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (st[kStatusNonFinite] == kStatusNone && st[kStatusDenseGroup] == kStatusNone && st[kStatusBadScale] == kStatusNone)
+    return;
+  SLIDESPARSE_CUDA_CHECK(weight_prep_status_reset(status, stream));
+  SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (st[kStatusNonFinite] != kStatusNone) {
+    const int64_t i = int64_t(st[kStatusNonFinite]);
+    SLIDESPARSE_API_REQUIRE(false, Status::kInvalidData, "{}: W[{}, {}] is not finite{}", what, i / k, i % k,
+                            q_dtype == DType::kE4M3 ? " (or an E4M3 NaN code 0x7F/0xFF)" : "");
+  }
+  if (st[kStatusDenseGroup] != kStatusNone) {
+    const int64_t groups = num_groups(opts.pattern, k), i = int64_t(st[kStatusDenseGroup]);
+    const int64_t r = i / groups, g = i % groups;
+    SLIDESPARSE_API_REQUIRE(false, Status::kInvalidData,
+                            "{}: row {}, group {} (columns {}..{}) holds more than {} nonzeros, which pattern {} "
+                            "allows: mask the codes first",
+                            what, r, g, g * opts.pattern.group(), std::min(k, (g + 1) * opts.pattern.group()) - 1,
+                            opts.pattern.keep(), opts.pattern.str());
+  }
+  const int64_t r = int64_t(st[kStatusBadScale]);
+  SLIDESPARSE_API_REQUIRE(false, Status::kInvalidData, "{}: w_scale[{}] must be finite and positive", what, r);
 }
 
 SlideLinear SlideLinear::from_dense(const float* w_host, int64_t n, int64_t k, const SlideLinearOptions& opts,
@@ -494,6 +677,79 @@ SlideLinear SlideLinear::from_quantized(const void* w_q_host, const float* w_sca
   // slide_weight (in upload_weights) rejects a group with more than 2N-2 nonzeros, naming it.
   impl->upload_weights(q, w_scale_host, bias_host);
   return SlideLinear(std::move(impl));
+}
+
+namespace {
+
+void require_dense_input(const void* w_dev, DType dtype, const char* what) {
+  SLIDESPARSE_API_REQUIRE(w_dev != nullptr, Status::kInvalidArgument, "{}: the weight pointer is null", what);
+  SLIDESPARSE_API_REQUIRE(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
+                          Status::kInvalidArgument, "{}: a dense weight of dtype {} is not supported; supported: "
+                          "f32, bf16, f16", what, dtype_token(dtype));
+  SLIDESPARSE_API_REQUIRE(reinterpret_cast<uintptr_t>(w_dev) % dtype_size(dtype) == 0, Status::kInvalidArgument,
+                          "{}: the weight pointer is not aligned to its {}-byte elements", what, dtype_size(dtype));
+}
+
+}  // namespace
+
+SlideLinear SlideLinear::from_dense_device(const void* w_dev, DType dtype, int64_t n, int64_t k,
+                                           const SlideLinearOptions& opts, const float* bias_host, Stream stream) {
+  const char* what = "from_dense_device";
+  require_dense_input(w_dev, dtype, what);
+  auto impl = Impl::create(n, k, opts, what);
+  Impl& I = *impl;
+  I.allocate_weights();
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  I.prep_from_dense(w_dev, dtype, s);
+  I.raise_status(s, what);  // synchronizes; non-finite weights are kInvalidData, as in from_dense
+  I.finish(bias_host);
+  return SlideLinear(std::move(impl));
+}
+
+void SlideLinear::update_weight_device(const void* w_dev, DType dtype, Stream stream, bool check) {
+  Impl& I = *impl_;
+  const char* what = "update_weight_device";
+  require_dense_input(w_dev, dtype, what);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (check) I.check_input(w_dev, dtype, false, nullptr, s, what);
+  I.prep_from_dense(w_dev, dtype, s);
+  I.update_plans(s);
+}
+
+void SlideLinear::update_weight_codes_device(const void* codes_dev, const float* scales_dev, Stream stream,
+                                             bool check) {
+  Impl& I = *impl_;
+  const char* what = "update_weight_codes_device";
+  SLIDESPARSE_API_REQUIRE(codes_dev != nullptr, Status::kInvalidArgument, "{}: codes is null", what);
+  SLIDESPARSE_API_REQUIRE(I.quantized ? scales_dev != nullptr : scales_dev == nullptr, Status::kInvalidArgument,
+                          "{}: a {} layer takes {}", what, linear_precision_name(I.opts.precision),
+                          I.quantized ? "per-channel scales [n] (f32, device) with its codes"
+                                      : "bf16 values without scales (pass null)");
+  SLIDESPARSE_API_REQUIRE(reinterpret_cast<uintptr_t>(codes_dev) % dtype_size(I.q_dtype) == 0 &&
+                              reinterpret_cast<uintptr_t>(scales_dev) % alignof(float) == 0,
+                          Status::kInvalidArgument, "{}: codes / scales are not aligned to their element size", what);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (check) {
+    I.check_input(codes_dev, I.q_dtype, !I.opts.dense_only, scales_dev, s, what);
+  } else {
+    // Deferred: the same scan, reported by check_weight_updates (no synchronization here).
+    WeightScanParams sp;
+    sp.w = codes_dev;
+    sp.dtype = I.q_dtype;
+    sp.n = I.n;
+    sp.k = I.k;
+    sp.ldw = I.k;
+    sp.pattern_n = I.opts.dense_only ? 0 : I.opts.pattern.n();
+    sp.scale = scales_dev;
+    sp.status = static_cast<uint64_t*>(I.prep_status.get());
+    SLIDESPARSE_CUDA_CHECK(scan_weight(sp, s));
+  }
+  I.prep_from_codes(codes_dev, scales_dev, s);
+  I.update_plans(s);
+}
+
+void SlideLinear::check_weight_updates(Stream stream) {
+  impl_->raise_status(static_cast<cudaStream_t>(stream), "check_weight_updates");
 }
 
 void SlideLinear::forward(const void* x_bf16_dev, int64_t m, void* y_bf16_dev, Stream stream, LinearPath path,

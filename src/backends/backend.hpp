@@ -120,6 +120,16 @@ class GemmPlan {
   // freed afterwards. Never call it while `stream` is capturing a graph.
   virtual void prepare_weight(const void* w_dev, cudaStream_t stream) = 0;
 
+  // Replaces the weight of a prepared plan in place, keeping its algorithm choice: w_dev is
+  // W[layout().n_cols, k] row-major with zero rows n..n_cols (the padded rows every backend uses
+  // internally), already 2:4 along k when sparse. That is NOT checked here (a check needs a
+  // synchronization): the caller checks first (SlideLinear::update_weight_device does).
+  // Sparse: compress into the plan's existing compressed buffer; dense: copy into the plan's
+  // weight. Allocates nothing, searches nothing, never synchronizes; w_dev is read in stream order
+  // and may be reused once the stream passes this point. The buffers stay where they are, so
+  // graphs recorded by bind() stay valid and run the new weight. The base class throws kUnsupported.
+  virtual void update_weight(const void* w_dev, cudaStream_t stream);
+
   // D = X . W^T on `stream`: x_dev is [m_rows, k], d_dev is [m_rows, n_cols] (layout()).
   // Allocates nothing, searches nothing, never synchronizes: safe inside CUDA graph capture.
   // When (x_dev, d_dev, alpha_vec_dev) are a set recorded by bind() and `stream` is not capturing,

@@ -142,6 +142,12 @@ void GemmPlan::run_fused(const void*, const FusedOutput&, cudaStream_t) {
               __FILE__, __LINE__, backend_name(), "run_fused");
 }
 
+void GemmPlan::update_weight(const void*, cudaStream_t) {
+  throw Error(Status::kUnsupported,
+              fmt::format("{}: update_weight is not implemented by this backend", backend_name()), __FILE__,
+              __LINE__, backend_name(), "update_weight");
+}
+
 std::unique_ptr<GemmPlan> make_gemm_plan(const GemmProblem& p, const PlanOptions& o) {
   return p.sparse ? make_cusparselt_plan(p, o) : make_cublaslt_plan(p, o);
 }

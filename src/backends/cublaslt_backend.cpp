@@ -184,6 +184,14 @@ class CublasLtPlan final : public GemmPlan {
     stats_.prepare_ms = detail::ms_since(t0);
   }
 
+  void update_weight(const void* w_dev, cudaStream_t stream) override {
+    SLIDESPARSE_BACKEND_REQUIRE(weight_.get() != nullptr, Status::kInvalidArgument, kBackend,
+                                "update_weight() before prepare_weight()");
+    SLIDESPARSE_BACKEND_REQUIRE(w_dev != nullptr, Status::kInvalidArgument, kBackend, "update_weight: w_dev is null");
+    SLIDESPARSE_CUDA_CHECK(cudaMemcpyAsync(weight_.get(), w_dev, layout_.w_bytes(layout_.n_cols),
+                                           cudaMemcpyDeviceToDevice, stream));
+  }
+
   void run_direct(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
     detail::check_run_args(kBackend, prepared_, opts_.alpha_vector, alpha_vec_dev);
     launch(x_dev, d_dev, alpha_vec_dev, stream);

@@ -195,6 +195,15 @@ class CusparseLtPlan final : public GemmPlan {
     stats_.prepare_ms = detail::ms_since(t0);
   }
 
+  // cusparseLtSpMMACompress for the chosen plan into the existing compressed buffer, with the
+  // compression buffer kept from prepare_weight: no allocation, no check, no synchronization.
+  void update_weight(const void* w_dev, cudaStream_t stream) override {
+    SLIDESPARSE_BACKEND_REQUIRE(prepared_, Status::kInvalidArgument, kBackend, "update_weight() before prepare_weight()");
+    SLIDESPARSE_BACKEND_REQUIRE(w_dev != nullptr, Status::kInvalidArgument, kBackend, "update_weight: w_dev is null");
+    SLIDESPARSE_CUSPARSELT_CHECK(
+        cusparseLtSpMMACompress(handle_, &plan_, w_dev, compressed_.get(), compress_buffer_.get(), stream));
+  }
+
   void run_direct(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
     detail::check_run_args(kBackend, prepared_, opts_.alpha_vector, alpha_vec_dev);
     launch(x_dev, d_dev, alpha_vec_dev, workspace_.get(), stream);
@@ -270,10 +279,11 @@ class CusparseLtPlan final : public GemmPlan {
     size_t compressed_bytes = 0, buffer_bytes = 0;
     SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtSpMMACompressedSize(handle_, &plan_, &compressed_bytes, &buffer_bytes));
     compressed_.reset(compressed_bytes);
-    detail::DeviceMemory buffer(buffer_bytes);
+    // Kept (grow-only) for update_weight, which must not allocate.
+    compress_buffer_.ensure(buffer_bytes);
     detail::Event e0, e1;
     SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e0.get(), stream));
-    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtSpMMACompress(handle_, &plan_, w_src_, compressed_.get(), buffer.get(), stream));
+    SLIDESPARSE_CUSPARSELT_CHECK(cusparseLtSpMMACompress(handle_, &plan_, w_src_, compressed_.get(), compress_buffer_.get(), stream));
     SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e1.get(), stream));
     SLIDESPARSE_CUDA_CHECK(cudaEventSynchronize(e1.get()));
     float ms = 0;
@@ -433,7 +443,7 @@ class CusparseLtPlan final : public GemmPlan {
   bool have_w_ = false, have_x_ = false, have_d_ = false, have_alg_ = false, have_plan_ = false;
   int max_alg_id_ = 0;
   SparseChoice choice_;
-  detail::DeviceMemory compressed_, workspace_;
+  detail::DeviceMemory compressed_, workspace_, compress_buffer_;
   bool prepared_ = false;
 };
 

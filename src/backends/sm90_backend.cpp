@@ -147,6 +147,7 @@ class Sm90Plan final : public GemmPlan {
                                   "two nonzeros (-0.0 counts as zero)",
                                   first_bad / layout_.k, first_bad % layout_.k, gemm_precision_name(problem_.precision));
       stats_.compress_ms = detail::ms_since(tc);
+      compress_ws_.reset(sm90::compress_workspace_bytes(problem_.precision, layout_.n_cols, layout_.k));
     } else {
       w_ = std::move(wpad);
       meta_.reset(0);
@@ -160,6 +161,20 @@ class Sm90Plan final : public GemmPlan {
     SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
     prepared_ = true;
     stats_.prepare_ms = detail::ms_since(t0);
+  }
+
+  // Sparse: the compressor alone into the existing values / metadata (workspace kept from
+  // prepare_weight); dense: a copy into the padded weight.
+  void update_weight(const void* w_dev, cudaStream_t stream) override {
+    SLIDESPARSE_BACKEND_REQUIRE(prepared_, Status::kInvalidArgument, kBackend, "update_weight() before prepare_weight()");
+    SLIDESPARSE_BACKEND_REQUIRE(w_dev != nullptr, Status::kInvalidArgument, kBackend, "update_weight: W is null");
+    if (problem_.sparse) {
+      SLIDESPARSE_CUDA_CHECK(sm90::compress_gpu_async(problem_.precision, w_dev, layout_.n_cols, layout_.k, w_.get(),
+                                                      meta_.get(), compress_ws_.get(), stream));
+    } else {
+      SLIDESPARSE_CUDA_CHECK(cudaMemcpyAsync(w_.get(), w_dev, layout_.w_bytes(layout_.n_cols),
+                                             cudaMemcpyDeviceToDevice, stream));
+    }
   }
 
   void run_direct(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
@@ -267,7 +282,7 @@ class Sm90Plan final : public GemmPlan {
   std::vector<const sm90::Kernel*> candidates_;
   const sm90::Kernel* kernel_ = nullptr;
   sm90::CompressedLayout clayout_;
-  detail::DeviceMemory w_, meta_, workspace_;
+  detail::DeviceMemory w_, meta_, workspace_, compress_ws_;
   size_t workspace_bytes_ = 0;
   bool prepared_ = false;
 };

@@ -15,10 +15,13 @@
 
 #include "backends/backend.hpp"
 #include "backends/plan_cache.hpp"
+#include "kernels/nm_mask.cuh"
 #include "kernels/quant_lift.cuh"
 #include "slidesparse/error.hpp"
 #include "slidesparse/pattern.hpp"
 #include "slidesparse/slide_linear.hpp"
+
+static_assert(sizeof(uint64_t) == sizeof(unsigned long long), "first_nan is passed to atomicMin as unsigned long long");
 
 struct ss_linear {
   slidesparse::SlideLinear layer;
@@ -80,6 +83,16 @@ slidesparse::LinearPath path_of(int p) {
   return slidesparse::LinearPath::kAuto;
 }
 
+slidesparse::DType dtype_of(int d) {
+  switch (d) {
+    case SS_DTYPE_F32: return slidesparse::DType::kF32;
+    case SS_DTYPE_BF16: return slidesparse::DType::kBF16;
+    case SS_DTYPE_F16: return slidesparse::DType::kF16;
+  }
+  require(false, fmt::format("dtype {} is not one of 0 (f32), 1 (bf16), 2 (f16)", d));
+  return slidesparse::DType::kF32;
+}
+
 slidesparse::SlideLinearOptions options_of(int pattern_n, int precision, int dense_only, int64_t dense_below_m,
                                            int search, ss_plan_cache* cache) {
   slidesparse::SlideLinearOptions o;
@@ -136,6 +149,40 @@ int ss_linear_from_quantized(const void* w_q_host, const float* w_scale_host, in
     *out = nullptr;
     const auto o = options_of(pattern_n, precision, dense_only, dense_below_m, search, cache);
     *out = new ss_linear{slidesparse::SlideLinear::from_quantized(w_q_host, w_scale_host, n, k, o, bias_host)};
+  });
+}
+
+int ss_linear_from_dense_device(const void* w_dev, int dtype, int64_t n, int64_t k, const float* bias_host,
+                                int pattern_n, int precision, int dense_only, int64_t dense_below_m, int search,
+                                ss_plan_cache* cache, void* stream, ss_linear** out) {
+  return guarded("ss_linear_from_dense_device", [&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    const auto o = options_of(pattern_n, precision, dense_only, dense_below_m, search, cache);
+    *out = new ss_linear{
+        slidesparse::SlideLinear::from_dense_device(w_dev, dtype_of(dtype), n, k, o, bias_host, stream)};
+  });
+}
+
+int ss_linear_update_weight_device(ss_linear* layer, const void* w_dev, int dtype, void* stream, int check) {
+  return guarded("ss_linear_update_weight_device", [&] {
+    require(layer != nullptr, "layer is null");
+    layer->layer.update_weight_device(w_dev, dtype_of(dtype), stream, check != 0);
+  });
+}
+
+int ss_linear_update_weight_codes_device(ss_linear* layer, const void* codes_dev, const float* scales_dev,
+                                         void* stream, int check) {
+  return guarded("ss_linear_update_weight_codes_device", [&] {
+    require(layer != nullptr, "layer is null");
+    layer->layer.update_weight_codes_device(codes_dev, scales_dev, stream, check != 0);
+  });
+}
+
+int ss_linear_check_weight_updates(ss_linear* layer, void* stream) {
+  return guarded("ss_linear_check_weight_updates", [&] {
+    require(layer != nullptr, "layer is null");
+    layer->layer.check_weight_updates(stream);
   });
 }
 
@@ -229,6 +276,38 @@ int ss_quant_lift(const void* x_bf16, int64_t m, int64_t k, void* q, int out_pre
     const cudaError_t e = slidesparse::quant_lift(p, static_cast<cudaStream_t>(stream));
     if (e != cudaSuccess)
       throw Error(Status::kInternal, fmt::format("quant_lift launch: {}", cudaGetErrorString(e)), __FILE__, __LINE__,
+                  "cuda");
+  });
+}
+
+int ss_nm_mask(const void* w, int dtype, int64_t rows, int64_t k, int64_t ldw, int keep, int group, uint8_t* mask,
+               void* w_out, uint64_t* first_nan, void* stream) {
+  return guarded("ss_nm_mask", [&] {
+    slidesparse::NmMaskParams p;
+    switch (dtype) {
+      case SS_DTYPE_F32: p.dtype = slidesparse::DType::kF32; break;
+      case SS_DTYPE_BF16: p.dtype = slidesparse::DType::kBF16; break;
+      case SS_DTYPE_F16: p.dtype = slidesparse::DType::kF16; break;
+      default: require(false, fmt::format("dtype {} is not 0 (f32), 1 (bf16) or 2 (f16)", dtype));
+    }
+    p.w = w;
+    p.rows = rows;
+    p.k = k;
+    p.ldw = ldw;
+    p.keep = keep;
+    p.group = group;
+    p.mask = mask;
+    p.ldm = k;
+    p.w_out = w_out;
+    p.ldo = k;
+    p.first_nan = reinterpret_cast<unsigned long long*>(first_nan);
+    const char* why = slidesparse::nm_mask_check(p);
+    require(why == nullptr, why ? fmt::format("{} (keep:group {}:{}, rows {}, k {}, ldw {})", why, keep, group,
+                                              rows, k, ldw)
+                                : "");
+    const cudaError_t e = slidesparse::nm_mask(p, static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess)
+      throw Error(Status::kInternal, fmt::format("nm_mask launch: {}", cudaGetErrorString(e)), __FILE__, __LINE__,
                   "cuda");
   });
 }

@@ -148,6 +148,21 @@ std::vector<uint8_t> prune_keep_mask(int n_pat, const std::vector<double>& w, in
   return keep;
 }
 
+std::vector<uint8_t> topk_group_mask(int keep, int group, const std::vector<double>& w, int64_t rows,
+                                     int64_t k) {
+  std::vector<uint8_t> mask(size_t(rows * k), 0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t start = 0; start < k; start += group) {
+      std::vector<int64_t> cols;
+      for (int64_t c = start; c < std::min(start + group, k); ++c) cols.push_back(c);
+      std::stable_sort(cols.begin(), cols.end(), [&](int64_t a, int64_t b) {
+        return std::fabs(w[size_t(r * k + a)]) > std::fabs(w[size_t(r * k + b)]);
+      });
+      for (size_t i = 0; i < cols.size() && i < size_t(keep); ++i) mask[size_t(r * k + cols[i])] = 1;
+    }
+  return mask;
+}
+
 // ---- small float formats ---------------------------------------------------------------------
 
 double e4m3_decode(uint8_t code) {

@@ -59,6 +59,13 @@ int64_t count_bad_groups(int n_pat, const std::vector<double>& w, int64_t rows, 
 std::vector<uint8_t> prune_keep_mask(int n_pat, const std::vector<double>& w, int64_t rows,
                                      int64_t k, const std::vector<double>& norms = {});
 
+// Keep mask of the general keep:group magnitude rule (Sparse-BitNet's N:M mask): in every aligned
+// group of `group` columns (a partial last group has len < group), sort the positions by |w|
+// descending, then column ascending, and keep the first min(keep, len). Zeros are ordinary
+// candidates (|0| = 0, so -0.0 ties with +0.0). w must hold no NaN.
+std::vector<uint8_t> topk_group_mask(int keep, int group, const std::vector<double>& w, int64_t rows,
+                                     int64_t k);
+
 // ---- small float formats, by table search -----------------------------------------------------
 // Decoders evaluate the format's formula with ldexp. Encoders search the table of decoded finite
 // codes for the nearest value; a tie goes to the code with an even mantissa (even code).

@@ -30,37 +30,68 @@ __global__ void check_24_kernel(const U* w, int64_t groups, U magnitude_mask, un
 }
 
 template <class Element>
-cudaError_t compress_with(const void* w, int64_t n, int64_t k, void* values, void* meta, cudaStream_t stream) {
+struct CompressorOf {
   using Config = typename SparseConfigOf<Element>::Config;
   using ProblemShape = cute::Shape<int, int, int, int>;
   using Kernel = cutlass::transform::kernel::StructuredSparseCompressor<ProblemShape, Element, cutlass::layout::RowMajor,
                                                                         Config, cutlass::arch::Sm90>;
   using Compressor = cutlass::transform::device::TransformUniversalAdapter<Kernel>;
   using StrideA = cutlass::gemm::TagToStrideA_t<cutlass::layout::RowMajor>;
-  const ProblemShape shape{int(n), 1, int(k), 1};
-  const StrideA stride_a = cutlass::make_cute_packed_stride(StrideA{}, cute::make_shape(int(n), int(k), 1));
-  cutlass::KernelHardwareInfo hw;
-  hw.device_id = 0;
-  hw.sm_count = 1;  // unused by the compressor (one CTA per metadata atom)
-  typename Compressor::Arguments args{shape, {w, stride_a, values, meta}, {hw}};
-  if (Compressor::can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  // The adapter's "workspace" is the kernel's shared storage size, never dereferenced as global
-  // memory by the sm90 compressor; pass a real allocation anyway to honour the contract.
-  const size_t ws_bytes = Compressor::get_workspace_size(args);
-  void* ws = nullptr;
-  if (ws_bytes > 0) {
+
+  static typename Compressor::Arguments args(const void* w, int64_t n, int64_t k, void* values, void* meta) {
+    const ProblemShape shape{int(n), 1, int(k), 1};
+    const StrideA stride_a = cutlass::make_cute_packed_stride(StrideA{}, cute::make_shape(int(n), int(k), 1));
+    cutlass::KernelHardwareInfo hw;
+    hw.device_id = 0;
+    hw.sm_count = 1;  // unused by the compressor (one CTA per metadata atom)
+    return typename Compressor::Arguments{shape, {w, stride_a, values, meta}, {hw}};
+  }
+};
+
+template <class Element>
+size_t workspace_with(int64_t n, int64_t k) {
+  using C = CompressorOf<Element>;
+  return C::Compressor::get_workspace_size(C::args(nullptr, n, k, nullptr, nullptr));
+}
+
+// ws: the adapter's "workspace" (the kernel's shared storage size, never dereferenced as global
+// memory by the sm90 compressor, but a real allocation honours the contract); null: allocated here
+// stream-ordered and freed after the launch.
+template <class Element>
+cudaError_t compress_with(const void* w, int64_t n, int64_t k, void* values, void* meta, void* ws_given,
+                          cudaStream_t stream) {
+  using C = CompressorOf<Element>;
+  typename C::Compressor::Arguments args = C::args(w, n, k, values, meta);
+  if (C::Compressor::can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
+  const size_t ws_bytes = C::Compressor::get_workspace_size(args);
+  void* ws = ws_given;
+  if (ws == nullptr && ws_bytes > 0) {
     const cudaError_t e = cudaMallocAsync(&ws, ws_bytes, stream);
     if (e != cudaSuccess) return e;
   }
-  Compressor op;
+  typename C::Compressor op;
   cutlass::Status s = op.initialize(args, ws, stream);
   if (s == cutlass::Status::kSuccess) s = op.run(stream);
   cudaError_t e = s == cutlass::Status::kSuccess ? cudaGetLastError() : cudaErrorLaunchFailure;
-  if (ws != nullptr) {
+  if (ws != nullptr && ws_given == nullptr) {
     const cudaError_t f = cudaFreeAsync(ws, stream);
     if (e == cudaSuccess) e = f;
   }
   return e;
+}
+
+cudaError_t compress_dispatch(GemmPrecision p, const void* w, int64_t n, int64_t k, void* values, void* meta,
+                              void* ws, cudaStream_t stream) {
+  const CompressedLayout l = compressed_layout(p, n, k);
+  cudaError_t e = cudaMemsetAsync(meta, 0, l.meta_bytes, stream);
+  if (e != cudaSuccess) return e;
+  switch (p) {
+    case GemmPrecision::kE4M3: return compress_with<cutlass::float_e4m3_t>(w, n, k, values, meta, ws, stream);
+    case GemmPrecision::kI8: return compress_with<int8_t>(w, n, k, values, meta, ws, stream);
+    case GemmPrecision::kBF16: return compress_with<cutlass::bfloat16_t>(w, n, k, values, meta, ws, stream);
+    case GemmPrecision::kF16: return compress_with<cutlass::half_t>(w, n, k, values, meta, ws, stream);
+  }
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace
@@ -95,16 +126,25 @@ cudaError_t compress_gpu(GemmPrecision p, const void* w, int64_t n, int64_t k, v
     *first_bad = int64_t(host_bad);
     return cudaSuccess;
   }
-  const CompressedLayout l = compressed_layout(p, n, k);
-  if ((e = cudaMemsetAsync(meta, 0, l.meta_bytes, stream)) != cudaSuccess) return e;
-  switch (p) {
-    case GemmPrecision::kE4M3: e = compress_with<cutlass::float_e4m3_t>(w, n, k, values, meta, stream); break;
-    case GemmPrecision::kI8: e = compress_with<int8_t>(w, n, k, values, meta, stream); break;
-    case GemmPrecision::kBF16: e = compress_with<cutlass::bfloat16_t>(w, n, k, values, meta, stream); break;
-    case GemmPrecision::kF16: e = compress_with<cutlass::half_t>(w, n, k, values, meta, stream); break;
-  }
-  if (e != cudaSuccess) return e;
+  if ((e = compress_dispatch(p, w, n, k, values, meta, nullptr, stream)) != cudaSuccess) return e;
   return cudaStreamSynchronize(stream);
+}
+
+size_t compress_workspace_bytes(GemmPrecision p, int64_t n, int64_t k) {
+  switch (p) {
+    case GemmPrecision::kE4M3: return workspace_with<cutlass::float_e4m3_t>(n, k);
+    case GemmPrecision::kI8: return workspace_with<int8_t>(n, k);
+    case GemmPrecision::kBF16: return workspace_with<cutlass::bfloat16_t>(n, k);
+    case GemmPrecision::kF16: return workspace_with<cutlass::half_t>(n, k);
+  }
+  return 0;
+}
+
+cudaError_t compress_gpu_async(GemmPrecision p, const void* w, int64_t n, int64_t k, void* values, void* meta,
+                               void* ws, cudaStream_t stream) {
+  if (n < 1 || k < 1 || k % 32 != 0) return cudaErrorInvalidValue;
+  if (ws == nullptr && compress_workspace_bytes(p, n, k) > 0) return cudaErrorInvalidValue;  // would allocate
+  return compress_dispatch(p, w, n, k, values, meta, ws, stream);
 }
 
 }  // namespace slidesparse::sm90

@@ -91,4 +91,11 @@ void compress_cpu(GemmPrecision p, const void* w, int64_t n, int64_t k, void* va
 cudaError_t compress_gpu(GemmPrecision p, const void* w, int64_t n, int64_t k, void* values, void* meta,
                          int64_t* bad_dev, int64_t* first_bad, cudaStream_t stream);
 
+// The compressor alone, for weight updates of a prepared plan: no 2:4 check (the caller checked),
+// no synchronization, and no allocation when `ws` holds compress_workspace_bytes(p, n, k) bytes
+// (device memory; may be null when that is 0). meta's padding is zeroed first (cudaMemsetAsync).
+size_t compress_workspace_bytes(GemmPrecision p, int64_t n, int64_t k);
+cudaError_t compress_gpu_async(GemmPrecision p, const void* w, int64_t n, int64_t k, void* values, void* meta,
+                               void* ws, cudaStream_t stream);
+
 }  // namespace slidesparse::sm90
