@@ -24,12 +24,17 @@
 // of the same bytes timed the same way in the same run (copy_quant_us, copy_epilogue_us), and
 // full_over_gemm_plus_quant_bound = full / (GEMM + copy_quant) is the acceptance ratio "full layer
 // within 5% of the GEMM plus a bandwidth-bound quant pass".
-// Host overhead, per (layer, variant) at --host-m rows with a warmed bucket (dense and patterns):
-//   host_us        host clock per forward() call, --host-calls calls issued in batches behind a
-//                  stream gate (a host function that holds the stream), so the GPU never makes
-//                  the host wait: the pure cost of issuing one forward (three launches)
+// Host overhead, per (layer, variant) at --host-m rows with a warmed bucket (dense and patterns).
+// Every host time is the median over the batches of one batch's mean (the mean over all calls is
+// kept as *_mean_us):
+//   host_us        host clock per forward() call, --host-calls calls issued in batches of
+//                  --host-batch behind a stream gate (a host function that holds the stream), so
+//                  the GPU never makes the host wait: the pure cost of issuing one forward
 //   quant_host_us / gemm_run_host_us / epilogue_host_us  the same per stage alone; the GEMM stage
-//                  is exactly the backend's run() on the bucket's cached plan
+//                  is exactly the backend's run() on the bucket's cached plan, which for a library
+//                  plan launches the graph recorded on the bucket's buffers (GemmPlan::bind)
+//   gemm_direct_host_us / host_direct_us  the GEMM stage / the forward with the bindings off: the
+//                  library's own host path on every call; bound_identical: both give the same Y
 //   back_to_back_us  the calls then one synchronize, per call: GPU-bound at small m
 //   graph_host_us  the same gated measurement for cudaGraphLaunch of a captured forward
 //   graph_gpu_us / eager_gpu_us  event-timed median of a replay / an eager forward (no flush)
@@ -98,9 +103,14 @@ struct Gate {
   }
 };
 
-// Host microseconds per call of `issue` over `calls` calls, in batches behind a gate.
-double gated_host_us(const std::function<void()>& issue, int calls, int batch, cudaStream_t stream, bool& waited) {
+// Host microseconds per call of `issue` over `calls` calls, in batches behind a gate: the mean
+// over all calls and the median of the batches' means (robust to a batch that a host hiccup hit).
+struct HostUs {
+  double mean = 0, median = 0;
+};
+HostUs gated_host_us(const std::function<void()>& issue, int calls, int batch, cudaStream_t stream, bool& waited) {
   double total_us = 0;
+  std::vector<double> per_batch;
   waited = false;
   for (int done = 0; done < calls;) {
     const int b = std::min(batch, calls - done);
@@ -113,15 +123,22 @@ double gated_host_us(const std::function<void()>& issue, int calls, int batch, c
     BENCH_CUDA(cudaStreamSynchronize(stream));
     if (us > 1e6) waited = true;  // the launch queue filled: the host waited for the gate
     total_us += us;
+    per_batch.push_back(us / b);
     done += b;
   }
-  return total_us / calls;
+  HostUs r;
+  r.mean = total_us / calls;
+  std::sort(per_batch.begin(), per_batch.end());
+  const size_t h = per_batch.size() / 2;
+  r.median = per_batch.size() % 2 ? per_batch[h] : 0.5 * (per_batch[h - 1] + per_batch[h]);
+  return r;
 }
 
 struct Timing {
   double full_us = 0, quant_us = 0, gemm_us = 0, epilogue_us = 0;
   double copy_quant_us = 0, copy_epilogue_us = 0;  // D2D copies of the stages' bytes
   bool stages = false;                             // the stage fields were measured
+  double paired_us = 0, paired_dense_us = 0;       // auto:P timed interleaved with the dense layer
 };
 
 std::optional<ss::LinearPrecision> linear_precision_from_name(const std::string& s) {
@@ -293,6 +310,10 @@ class LayerSuite {
     const int64_t m_max = o_.ms.back();
     DevMem y(size_t(m_max * n) * 2);
     std::map<std::string, std::map<int64_t, Timing>> results;  // variant -> m -> timing
+    // The dense layer stays alive while auto:P variants run: they are timed interleaved with it.
+    const bool any_auto = std::any_of(o_.variants.begin(), o_.variants.end(),
+                                      [](const VariantSpec& v) { return v.kind == Kind::kAuto; });
+    std::optional<ss::SlideLinear> dense_keep;
 
     for (const VariantSpec& spec : o_.variants) {
       if (stopped || !tally_.context_lost.empty()) break;
@@ -360,7 +381,8 @@ class LayerSuite {
         }
         const auto t_unit = Clock::now();
         try {
-          run_unit(pname, prec, model, L, VL, spec, pat, path, *layer, m, y, results);
+          run_unit(pname, prec, model, L, VL, spec, pat, path, *layer, m, y, results,
+                   spec.kind == Kind::kAuto && dense_keep ? &*dense_keep : nullptr);
           const bool host_here =
               m == o_.host_m || (m == o_.ms.front() && std::find(o_.ms.begin(), o_.ms.end(), o_.host_m) == o_.ms.end());
           if (o_.host && host_here && (spec.kind == Kind::kDense || spec.kind == Kind::kSparse))
@@ -371,6 +393,7 @@ class LayerSuite {
         last_unit_s = std::chrono::duration<double>(Clock::now() - t_unit).count();
         last_m = m;
       }
+      if (spec.kind == Kind::kDense && any_auto) dense_keep = std::move(layer);
     }
     print_layer_table(pname, model, L, results);
     for (auto& [v, per_m] : results)
@@ -407,7 +430,8 @@ class LayerSuite {
 
   void run_unit(const std::string& pname, ss::LinearPrecision prec, const Model& model, const Layer& L,
                 const Layer& VL, const VariantSpec& spec, const std::optional<ss::Pattern>& pat, ss::LinearPath path,
-                ss::SlideLinear& layer, int64_t m, DevMem& y, std::map<std::string, std::map<int64_t, Timing>>& results) {
+                ss::SlideLinear& layer, int64_t m, DevMem& y, std::map<std::string, std::map<int64_t, Timing>>& results,
+                ss::SlideLinear* dense_ref = nullptr) {
     const int64_t n = L.n, k = L.k;
     Arena x = make_arena(m, VL.k);
     // First call: creates the bucket (plan, algorithm choice, buffers).
@@ -496,8 +520,47 @@ class LayerSuite {
         if (s->second.stages) rec["slide_over_native_gemm"] = s->second.gemm_us / t.gemm_us;
       }
     }
-    if (spec.kind == Kind::kAuto && have_dense) {
-      const double r = dense->second.full_us / t.full_us;
+    double paired = 0;
+    if (spec.kind == Kind::kAuto && dense_ref != nullptr) {
+      // The policy layer and the dense layer timed interleaved, call by call (the order swapped
+      // every repetition, the L2 flushed before each call): slow drifts of clock and power hit
+      // both alike, which two separate runs of --reps calls do not guarantee.
+      auto call = [&](bool dense_side, int64_t i) {
+        if (dense_side) dense_ref->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense);
+        else layer.forward(x.slot(i), m, y.get(), stream_, path);
+      };
+      for (int i = 0; i < o_.warmup; ++i) {
+        call(true, i);
+        call(false, i);
+      }
+      Events ev(size_t(4 * o_.reps));
+      for (int r = 0; r < o_.reps; ++r)
+        for (int h = 0; h < 2; ++h) {
+          const bool dense_side = (h == 0) == (r % 2 == 0);
+          if (flush_.bytes() > 0) BENCH_CUDA(cudaMemsetAsync(flush_.get(), (2 * r + h) & 0xFF, flush_.bytes(), stream_));
+          BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * dense_side)], stream_));
+          call(dense_side, o_.warmup + r);
+          BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * dense_side + 1)], stream_));
+        }
+      BENCH_CUDA(cudaStreamSynchronize(stream_));
+      std::vector<double> us_auto, us_dense;
+      for (int r = 0; r < o_.reps; ++r)
+        for (int side = 0; side < 2; ++side) {
+          float ms = 0;
+          BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(4 * r + 2 * side)], ev[size_t(4 * r + 2 * side + 1)]));
+          (side ? us_dense : us_auto).push_back(double(ms) * 1e3);
+        }
+      const double a = median(us_auto), d = median(us_dense);
+      paired = d / a;
+      rec["paired_full_us"] = a;
+      rec["paired_dense_us"] = d;
+      rec["paired_speedup_vs_dense"] = paired;
+      results[spec.name][m].paired_us = a;
+      results[spec.name][m].paired_dense_us = d;
+    }
+    if (spec.kind == Kind::kAuto && (have_dense || paired > 0)) {
+      // The interleaved ratio where it was measured, else the two separate medians'.
+      const double r = paired > 0 ? paired : dense->second.full_us / t.full_us;
       auto& mn = policy_min_[pname + " " + model.name + " " + spec.name];
       if (mn.is_null() || r < mn["speedup"].get<double>()) mn = {{"speedup", r}, {"layer", L.name}, {"m", m}};
     }
@@ -510,23 +573,48 @@ class LayerSuite {
     Arena x = make_arena(m, L.k);
     auto fwd = [&] { layer.forward(x.slot(0), m, y.get(), stream_, path); };
     bool waited = false, graph_waited = false;
-    const double host_us = gated_host_us(fwd, o_.host_calls, o_.host_batch, stream_, waited);
-    // The same per stage: kStageGemm alone is the backend's run() on a cached plan.
-    double stage_us[3] = {0, 0, 0};
+    const HostUs host = gated_host_us(fwd, o_.host_calls, o_.host_batch, stream_, waited);
+    // The same per stage: kStageGemm alone is the backend's run() on the bucket's cached plan,
+    // which launches the graph recorded on the bucket's buffers (GemmPlan::bind; library plans).
+    HostUs stage[3];
     bool stage_waited = false;
     const unsigned stage_bits[3] = {ss::kStageQuant, ss::kStageGemm, ss::kStageEpilogue};
     for (int i = 0; i < 3; ++i) {
       bool w = false;
-      stage_us[i] = gated_host_us([&] { layer.forward(x.slot(0), m, y.get(), stream_, path, stage_bits[i]); },
-                                  o_.host_calls, o_.host_batch, stream_, w);
+      stage[i] = gated_host_us([&] { layer.forward(x.slot(0), m, y.get(), stream_, path, stage_bits[i]); },
+                               o_.host_calls, o_.host_batch, stream_, w);
       stage_waited = stage_waited || w;
+    }
+    // The library called directly on every forward (no recorded graph): its host path, and the
+    // output, which must be the same bits.
+    const size_t y_bytes = size_t(m * L.n) * 2;
+    std::vector<uint8_t> direct_y(y_bytes), bound_y(y_bytes);
+    layer.set_bind_gemm_graphs(false, stream_);
+    bool direct_waited = false;
+    const HostUs gemm_direct = gated_host_us(
+        [&] { layer.forward(x.slot(0), m, y.get(), stream_, path, ss::kStageGemm); }, o_.host_calls, o_.host_batch,
+        stream_, direct_waited);
+    const HostUs host_direct = gated_host_us(fwd, o_.host_calls, o_.host_batch, stream_, direct_waited);
+    BENCH_CUDA(cudaMemsetAsync(y.get(), 0xFF, y_bytes, stream_));
+    fwd();
+    BENCH_CUDA(cudaMemcpyAsync(direct_y.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost, stream_));
+    BENCH_CUDA(cudaStreamSynchronize(stream_));
+    layer.set_bind_gemm_graphs(true, stream_);
+    BENCH_CUDA(cudaMemsetAsync(y.get(), 0xFF, y_bytes, stream_));
+    fwd();
+    BENCH_CUDA(cudaMemcpyAsync(bound_y.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost, stream_));
+    BENCH_CUDA(cudaStreamSynchronize(stream_));
+    const bool bound_identical = direct_y == bound_y;
+    if (!bound_identical) {
+      ++tally_.verification_failures;
+      out_ << fmt::format("  VERIFY FAILED {} {} {} m={}: the bound (recorded-graph) GEMM differs from the direct call\n",
+                          pname, L.name, vname, m);
     }
 
     const auto t0 = Clock::now();
     for (int i = 0; i < o_.host_calls; ++i) fwd();
     BENCH_CUDA(cudaStreamSynchronize(stream_));
     const double b2b_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / o_.host_calls;
-    const size_t y_bytes = size_t(m * L.n) * 2;
     std::vector<uint8_t> eager(y_bytes), replayed(y_bytes);
     BENCH_CUDA(cudaMemcpy(eager.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost));
 
@@ -548,7 +636,7 @@ class LayerSuite {
     BENCH_CUDA(cudaStreamSynchronize(stream_));
     BENCH_CUDA(cudaMemcpy(replayed.data(), y.get(), y_bytes, cudaMemcpyDeviceToHost));
     const bool identical = eager == replayed;
-    const double graph_host_us = gated_host_us(replay, o_.host_calls, o_.host_batch, stream_, graph_waited);
+    const HostUs graph_host = gated_host_us(replay, o_.host_calls, o_.host_batch, stream_, graph_waited);
     const double graph_gpu_us = time_events_us([&](int64_t) { replay(); }, o_.warmup, o_.reps, stream_);
     const double eager_gpu_us = time_events_us([&](int64_t) { fwd(); }, o_.warmup, o_.reps, stream_);
     cudaGraphExecDestroy(exec);
@@ -567,23 +655,32 @@ class LayerSuite {
                  {"m", m},
                  {"calls", o_.host_calls},
                  {"batch", o_.host_batch},
-                 {"host_us", host_us},
+                 {"host_us", host.median},
+                 {"host_mean_us", host.mean},
                  {"host_waited", waited},
-                 {"quant_host_us", stage_us[0]},
-                 {"gemm_run_host_us", stage_us[1]},
-                 {"epilogue_host_us", stage_us[2]},
+                 {"quant_host_us", stage[0].median},
+                 {"gemm_run_host_us", stage[1].median},
+                 {"epilogue_host_us", stage[2].median},
+                 {"gemm_run_host_mean_us", stage[1].mean},
+                 {"gemm_direct_host_us", gemm_direct.median},
+                 {"gemm_direct_host_mean_us", gemm_direct.mean},
+                 {"host_direct_us", host_direct.median},
+                 {"direct_waited", direct_waited},
+                 {"bound_identical", bound_identical},
                  {"stage_host_waited", stage_waited},
                  {"back_to_back_us", b2b_us},
-                 {"graph_host_us", graph_host_us},
+                 {"graph_host_us", graph_host.median},
                  {"graph_host_waited", graph_waited},
                  {"graph_gpu_us", graph_gpu_us},
                  {"eager_gpu_us", eager_gpu_us},
                  {"graph_identical", identical}});
-    out_ << fmt::format("  host {} {} {} m={}: forward() {:.1f} us/call issued (quant {:.1f}, GEMM run() {:.1f}, "
-                        "epilogue {:.1f}), {:.1f} us/call back to back; graph launch {:.1f} us issued, replay {:.1f} "
-                        "us vs eager {:.1f} us (GPU){}\n",
-                        pname, L.name, vname, m, host_us, stage_us[0], stage_us[1], stage_us[2], b2b_us,
-                        graph_host_us, graph_gpu_us, eager_gpu_us, identical ? "" : ", REPLAY DIFFERS")
+    out_ << fmt::format("  host {} {} {} m={} (median of batches): forward() {:.1f} us/call issued (quant {:.1f}, "
+                        "GEMM run() {:.1f} [library called directly {:.1f}; forward {:.1f}], epilogue {:.1f}), {:.1f} "
+                        "us/call back to back; graph launch {:.1f} us issued, replay {:.1f} us vs eager {:.1f} us "
+                        "(GPU){}{}\n",
+                        pname, L.name, vname, m, host.median, stage[0].median, stage[1].median, gemm_direct.median,
+                        host_direct.median, stage[2].median, b2b_us, graph_host.median, graph_gpu_us, eager_gpu_us,
+                        identical ? "" : ", REPLAY DIFFERS", bound_identical ? "" : ", BOUND GEMM DIFFERS")
          << std::flush;
   }
 
@@ -621,6 +718,14 @@ class LayerSuite {
                     {"speedup_vs_dense", *dfull / *full},
                     {"best_dense_us", best_dense},
                     {"speedup_vs_best_dense", best_dense / *full}};
+        if (spec.kind == Kind::kAuto) {
+          const auto pa = sum(v, &Timing::paired_us), pd = sum(v, &Timing::paired_dense_us);
+          if (pa && pd && *pa > 0 && *pd > 0) {
+            rec["paired_full_us"] = *pa;
+            rec["paired_dense_us"] = *pd;
+            rec["paired_speedup_vs_dense"] = *pd / *pa;
+          }
+        }
         const bool stages = spec.kind != Kind::kAuto;
         std::optional<double> gemm;
         if (stages) {

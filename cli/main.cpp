@@ -129,6 +129,14 @@ void print_prune(const json& r, size_t limit) {
   fmt::print("  parameters: {} total, {} in pruned layers, {} set to zero ({:.1f}% of those layers)\n",
              human_count(total), human_count(in_layers), human_count(pruned),
              in_layers > 0 ? 100 * pruned / in_layers : 0.0);
+  if (r["precision"].get<std::string>() == "ternary") {
+    // "pruned" above counts nonzero codes the pattern removed; rounding to {-1, 0, 1} zeroes more.
+    double zero = 0;
+    for (const auto& l : r["layers"])
+      zero += l["ternary"]["zero_fraction"].get<double>() * l["shape"][0].get<double>() * l["shape"][1].get<double>();
+    fmt::print("  ternary codes: {:.1f}% zero after quantization and pruning (per-tensor scales in --json)\n",
+               in_layers > 0 ? 100 * zero / in_layers : 0.0);
+  }
   fmt::print("  output {}  time {:.2f} s ({} threads)\n", human_bytes(r["output_bytes"].get<double>()),
              r["seconds"].get<double>(), r["threads"].get<int>());
 }
@@ -160,7 +168,9 @@ void print_verify(const json& r, size_t limit) {
     if (l.contains("against")) {
       const auto& a = l["against"];
       const bool over_ok = a["over_pruned_groups"].is_null() || a["over_pruned_groups"].get<int64_t>() == 0;
-      against = a["mismatches"].get<int64_t>() == 0 && over_ok ? (a.contains("values") ? "ok*" : "ok") : "FAIL";
+      against = a["mismatches"].get<int64_t>() == 0 && over_ok && a.value("scale_ok", true)
+                    ? (a.contains("values") ? "ok*" : "ok")
+                    : "FAIL";
     }
     fmt::print("  {:<52} {:>16} {:>8.1f}% {:>8} {:>7} {:>9}\n", l["tensor"].get<std::string>(), shape_str(l["shape"]),
                100 * l["sparsity"].get<double>(), l["pattern_ok"].get<bool>() ? "ok" : "FAIL", slide, against);
@@ -182,10 +192,14 @@ void print_info(const json& r, size_t limit) {
              human_bytes(r["total_bytes"].get<double>()));
   for (const auto& [k, v] : r["metadata"].items()) {
     if (k == "slidesparse" && v.is_object()) {
-      size_t slid = 0;
-      for (const auto& [name, l] : v["layers"].items()) slid += l.value("k_slide", 0) > 0;
-      fmt::print("  slidesparse format {}: pattern {}, method {}, {} pruned layers ({} slid)\n", v["format"].dump(),
-                 v["pattern"].get<std::string>(), v["method"].get<std::string>(), v["layers"].size(), slid);
+      size_t slid = 0, ternary = 0;
+      for (const auto& [name, l] : v["layers"].items()) {
+        slid += l.value("k_slide", 0) > 0;
+        ternary += l.value("quant", std::string()) == "ternary";
+      }
+      fmt::print("  slidesparse format {}: pattern {}, method {}, {} pruned layers ({} slid{})\n", v["format"].dump(),
+                 v["pattern"].get<std::string>(), v["method"].get<std::string>(), v["layers"].size(), slid,
+                 ternary ? fmt::format(", {} ternary", ternary) : std::string());
     } else {
       fmt::print("  metadata {}: {}\n", k, v.is_string() ? v.get<std::string>() : v.dump());
     }
@@ -196,10 +210,11 @@ void print_info(const json& r, size_t limit) {
                shape_str(t["shape"]), human_bytes(t["bytes"].get<double>()));
   });
   if (!r["layers"].empty()) {
-    fmt::print("  {:<56} {:>9} {:>8}\n", "layer", "sparsity", "pattern");
+    fmt::print("  {:<56} {:>9} {:>8} {:>8}\n", "layer", "sparsity", "pattern", "quant");
     print_rows(r["layers"], limit, [](const json& l) {
-      fmt::print("  {:<56} {:>8.1f}% {:>8}\n", l["tensor"].get<std::string>(), 100 * l["sparsity"].get<double>(),
-                 l.contains("pattern_ok") ? (l["pattern_ok"].get<bool>() ? "ok" : "FAIL") : "-");
+      fmt::print("  {:<56} {:>8.1f}% {:>8} {:>8}\n", l["tensor"].get<std::string>(), 100 * l["sparsity"].get<double>(),
+                 l.contains("pattern_ok") ? (l["pattern_ok"].get<bool>() ? "ok" : "FAIL") : "-",
+                 l.value("quant", std::string("-")));
     });
   }
 }
@@ -305,7 +320,10 @@ int main(int argc, char** argv) {
   prune->add_option("--damp", damp, "sparsegpt: Hessian dampening, H += damp * mean(diag H) * I")
       ->capture_default_str();
   prune->add_option("--precision", precision,
-                    "keep (same dtype), int8 or fp8 (E4M3, per-output-channel scale in P.weight_scale)")
+                    "keep (same dtype), int8 or fp8 (E4M3, per-output-channel scale in P.weight_scale), or ternary "
+                    "(1.58-bit: I8 codes in {-1, 0, 1} with one per-tensor scale s = mean|w| of the unpruned weight, "
+                    "q = clamp(round(w / s), -1, 1), then the pattern drops the smallest |w| among nonzero codes; "
+                    "magnitude only; runs on the INT8 path)")
       ->capture_default_str();
   prune->add_option("--include", include, "RE2 regex on tensor names choosing the layers (replaces the default rule)");
   prune->add_option("--exclude", exclude, "RE2 regex on tensor names removing layers");
@@ -443,7 +461,9 @@ int main(int argc, char** argv) {
                         "--method '" + method + "' is not one of: magnitude, wanda, sparsegpt");
       o.method = *m;
       auto p = ss::precision_from_name(precision);
-      if (!p) throw ss::Error(ss::Status::kInvalidArgument, "--precision '" + precision + "' is not one of: keep, int8, fp8");
+      if (!p)
+        throw ss::Error(ss::Status::kInvalidArgument,
+                        "--precision '" + precision + "' is not one of: keep, int8, fp8, ternary");
       o.precision = *p;
       if (!calib.empty() && o.method == ss::PruneMethod::kMagnitude)
         throw ss::Error(ss::Status::kInvalidArgument, "--calib is only used by --method wanda and sparsegpt");

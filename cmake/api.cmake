@@ -22,6 +22,12 @@ if(TARGET test_gpu_slide_linear)
   slidesparse_gpu_runpath(test_gpu_slide_linear)
 endif()
 
+# Ternary layers through SlideLinear::from_quantized: tests/gpu/gpu_ternary.cpp.
+if(TARGET test_gpu_ternary)
+  target_link_libraries(test_gpu_ternary PRIVATE slidesparse_api fmt::fmt-header-only)
+  slidesparse_gpu_runpath(test_gpu_ternary)
+endif()
+
 # --- GPU Llama forward and its test ---------------------------------------------------------------
 include(cmake/llama_gpu.cmake)
 

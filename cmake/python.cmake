@@ -44,6 +44,10 @@ if(SLIDESPARSE_BUILD_TESTS AND Python3_Interpreter_FOUND)
   add_test(NAME python_cpu COMMAND ${Python3_EXECUTABLE} "${CMAKE_SOURCE_DIR}/tests/python/test_cpu.py")
   set_tests_properties(python_cpu PROPERTIES LABELS "cpu"
     ENVIRONMENT "PYTHONPATH=${SLIDESPARSE_PY_OUT};SLIDESPARSE_CLI=$<TARGET_FILE:slidesparse>")
+  # slidesparse.sparse_bitnet: its CPU checks need torch (77 = skipped without it), its CUDA checks a GPU.
+  add_test(NAME python_sparse_bitnet COMMAND ${Python3_EXECUTABLE} "${CMAKE_SOURCE_DIR}/tests/python/test_sparse_bitnet.py")
+  set_tests_properties(python_sparse_bitnet PROPERTIES LABELS "cpu" SKIP_RETURN_CODE 77
+    ENVIRONMENT "PYTHONPATH=${SLIDESPARSE_PY_OUT}")
   add_test(NAME python_gpu COMMAND ${Python3_EXECUTABLE} "${CMAKE_SOURCE_DIR}/tests/python/test_gpu.py")
   set_tests_properties(python_gpu PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77
     ENVIRONMENT "PYTHONPATH=${SLIDESPARSE_PY_OUT};SLIDESPARSE_CLI=$<TARGET_FILE:slidesparse>")

@@ -85,11 +85,15 @@ def model_speedups(times):
 def markdown(env, rows, errors, times, speedups):
     lines = ["# GEMM speedups over cuBLASLt dense (`slidesparse bench --suite kernel`)", ""]
     if env:
+        # Older records carry the options at the top level, newer ones under "options".
+        opt = env.get("options") or env
+        smi = env.get("nvidia_smi") or {}
+        power = f", power limit {smi['power.limit']}" if smi.get("power.limit") else ""
         lines.append(
-            f"{env.get('gpu')} (sm_{env.get('sm')}, {env.get('sm_count')} SMs), driver {env.get('driver_version')}, "
+            f"{env.get('gpu')} (sm_{env.get('sm')}, {env.get('sm_count')} SMs{power}), driver {env.get('driver_version')}, "
             f"CUDA runtime {env.get('runtime_version')}, cuSPARSELt {env.get('cusparselt_version')}, "
             f"cuBLASLt {env.get('cublaslt_version')}, git {env.get('git_sha')}, {env.get('date')}; "
-            f"median of {env.get('reps')} launches, X rotated over {env.get('rotate_mib')} MiB.")
+            f"median of {opt.get('reps')} launches, X rotated over {opt.get('rotate_mib')} MiB.")
         lines.append("")
     lines.append("Speedup = dense time / variant time; for a model, the four linear layers together "
                  "(sum of times). GEMM only (no quantization or lifting kernel).")
@@ -276,8 +280,16 @@ def layer_markdown(env, recs):
 
     autos = [r for r in layers if r["variant"].startswith("auto:")]
     if autos:
+        # The interleaved (paired) measurement where the run made one, else the separate medians.
+        def pr(r):
+            return r.get("paired_speedup_vs_dense") or r.get("speedup_vs_dense")
+        paired = any(r.get("paired_speedup_vs_dense") for r in autos)
         lines.append("## Small-m policy: SlideLinear with its measured crossover vs the dense layer (bar: >= 0.98)")
         lines.append("")
+        if paired:
+            lines.append("Ratios from the policy layer and the dense layer timed interleaved, call by call "
+                         "(`paired_speedup_vs_dense`).")
+            lines.append("")
         cross = {}
         for r in offline:
             if r["variant"].startswith("auto:"):
@@ -292,11 +304,11 @@ def layer_markdown(env, recs):
         for (prec, model, v), rs in sorted(groups.items()):
             cx = ", ".join(f"{l} {cross.get((prec, model, l, v))}" for l in LAYERS if (prec, model, l, v) in cross)
             sums = [r for r in models if r["precision"] == prec and r["model"] == model and r["variant"] == v]
-            smin = min(sums, key=lambda r: r["speedup_vs_dense"]) if sums else None
-            lmin = min((r for r in rs if r.get("speedup_vs_dense") is not None), key=lambda r: r["speedup_vs_dense"])
+            smin = min(sums, key=pr) if sums else None
+            lmin = min((r for r in rs if pr(r) is not None), key=pr)
             lines.append(f"| {prec} | {model} | {v} | {cx} | "
-                         + (f"{smin['speedup_vs_dense']:.3f} ({smin['m']})" if smin else "-")
-                         + f" | {lmin['speedup_vs_dense']:.3f} ({lmin['layer']}, {lmin['m']}, {lmin['path']}) |")
+                         + (f"{pr(smin):.3f} ({smin['m']})" if smin else "-")
+                         + f" | {pr(lmin):.3f} ({lmin['layer']}, {lmin['m']}, {lmin['path']}) |")
         lines.append("")
         lines.append("Per layer and m (ratio, path taken):")
         lines.append("")
@@ -308,8 +320,7 @@ def layer_markdown(env, recs):
                 cells = []
                 for m in ms:
                     r = next((x for x in rs if x["layer"] == l and x["m"] == m), None)
-                    cells.append(f"{r['speedup_vs_dense']:.2f} {r['path'][0]}" if r and r.get("speedup_vs_dense")
-                                 else "-")
+                    cells.append(f"{pr(r):.2f} {r['path'][0]}" if r and pr(r) else "-")
                 if any(c != "-" for c in cells):
                     lines.append(f"| {prec} | {model} | {v} | {l} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -21,4 +21,7 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
   py_reason=$(python3 "$root/tests/python/test_gpu.py" 2>&1 | grep -m1 '^SKIP' || true)
   [ -n "$py_reason" ] && echo "[test] Python GPU tests (python_gpu) skipped: ${py_reason#SKIP: }"
 fi
+# python_sparse_bitnet (label cpu) needs torch for its CPU checks too: say why when it skipped.
+sb_reason=$(python3 "$root/tests/python/test_sparse_bitnet.py" 2>&1 | grep -m1 '^SKIP' || true)
+[ -n "$sb_reason" ] && echo "[test] Python Sparse-BitNet tests (python_sparse_bitnet): ${sb_reason}"
 exit 0

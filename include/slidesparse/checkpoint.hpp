@@ -22,10 +22,14 @@ inline constexpr const char* kSingleFileName = "model.safetensors";
 // The value of __metadata__["slidesparse"] (a JSON string):
 // {"format": 1, "pattern": "6:8", "method": "magnitude",
 //  "layers": {"P": {"k": K, "precision": "bf16", "k_slide": K'}}}   (k_slide once slid)
+// A ternary layer (prune --precision ternary) adds "quant": "ternary" to its entry; its precision
+// must be "i8".
+inline constexpr const char* kQuantTernary = "ternary";
 struct LayerFormat {
   int64_t k = 0;
   std::string precision;  // dtype token of P.weight: "bf16", "f16", "f32", "i8", "e4m3"
   int64_t k_slide = 0;    // 0 until `slide` wrote P.slide_weight
+  std::string quant;      // "" (as precision says) or kQuantTernary
 };
 struct SlideMetadata {
   int format = kFormatVersion;

@@ -19,9 +19,10 @@ namespace slidesparse {
 // Rows whose amax is below this are treated as if amax were this (keeps 127/amax finite).
 inline constexpr float kMinAmax = 7.888609052210118e-31f;  // 2^-100
 
-// Storage precision of pruned weights in a checkpoint.
-enum class Precision { kKeep, kInt8, kFp8 };
-const char* precision_name(Precision p) noexcept;  // "keep", "int8", "fp8"
+// Storage precision of pruned weights in a checkpoint. kTernary stores I8 codes in {-1, 0, 1} with
+// one per-tensor scale (include/slidesparse/ternary.hpp), repeated per channel in P.weight_scale.
+enum class Precision { kKeep, kInt8, kFp8, kTernary };
+const char* precision_name(Precision p) noexcept;  // "keep", "int8", "fp8", "ternary"
 std::optional<Precision> precision_from_name(std::string_view s) noexcept;
 
 // Per-row symmetric quantization of a [rows, cols] matrix of dtype f32/f16/bf16 (values read

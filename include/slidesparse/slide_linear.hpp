@@ -70,6 +70,11 @@ struct SlideLinearOptions {
   // one shape search once). Not owned; it must outlive every bucket creation. Null: none.
   PlanCache* plan_cache = nullptr;
   LinearBackend backend = LinearBackend::kAuto;
+  // Library GEMMs (cuSPARSELt / cuBLASLt) of a bucket with its own buffers are recorded once as a
+  // CUDA graph on those buffers (GemmPlan::bind), so forward() launches the GEMM with one
+  // cudaGraphLaunch instead of the library's host path (same kernels, same bits). False: the
+  // library is called on every forward.
+  bool bind_gemm_graphs = true;
 };
 
 enum class LinearPath { kAuto, kSparse, kDense };  // kAuto: by dense_below_m
@@ -181,6 +186,10 @@ class SlideLinear {
   // Frees every bucket (plans, compressed weights, buffers); later forwards create them again.
   // Not while a stream using this layer captures a graph or has work in flight on the buffers.
   void release_buckets();
+  // Switches the recorded-graph GEMM launch (SlideLinearOptions::bind_gemm_graphs) on or off for
+  // the buckets that exist and those created later (benchmarks compare both). Synchronizes
+  // `stream`; not while a stream using this layer captures a graph.
+  void set_bind_gemm_graphs(bool on, Stream stream);
 
   int64_t n() const noexcept;
   int64_t k() const noexcept;

@@ -15,12 +15,13 @@ from .patterns import parse_pattern, parse_precision, pattern_str, slide_k  # no
 __version__ = "0.1.0"
 
 _LAZY = {"patch_model": "patch", "unpatch_model": "patch", "load_pruned": "patch", "target_linears": "patch",
-         "warmup": "patch", "slide_modules": "patch", "SlideLinear": "nn", "prune_mask": "nn"}
+         "warmup": "patch", "slide_modules": "patch", "SlideLinear": "nn", "prune_mask": "nn",
+         "SparseBitLinear": "sparse_bitnet", "nm_mask": "sparse_bitnet", "nm_mask_ste": "sparse_bitnet"}
 
 
 def __getattr__(name):
     import importlib
-    if name in ("nn", "ops", "patch"):
+    if name in ("nn", "ops", "patch", "sparse_bitnet"):
         return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -68,6 +68,8 @@ def lib():
         "ss_linear_release_buckets": (c_int, [c_void_p]),
         "ss_linear_info": (c_int, [c_void_p] + [POINTER(c_int64)] * 5),
         "ss_linear_describe": (c_int, [c_void_p, c_char_p, c_size_t, POINTER(c_size_t)]),
+        "ss_nm_mask": (c_int, [c_void_p, c_int, c_int64, c_int64, c_int64, c_int, c_int, c_void_p, c_void_p, c_void_p,
+                               c_void_p]),
         "ss_quant_lift": (c_int, [c_void_p, c_int64, c_int64, c_void_p, c_int, c_int64, c_void_p, c_int, c_void_p]),
     }
     for name, (res, args) in sigs.items():

@@ -313,6 +313,14 @@ struct SlideLinear::Impl {
     SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.xq.get(), 0, l.x_bytes(), stream));
     if (b.d.get() != nullptr) SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(b.d.get(), 0, l.d_bytes(), stream));
     SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    bind_gemm(b, stream);
+  }
+
+  // The bucket's library GEMM on its own X' and D, recorded once (GemmPlan::bind); a fused sm90
+  // plan writes the caller's Y, whose pointer changes from call to call, so it is not bound.
+  void bind_gemm(Bucket& b, cudaStream_t stream) const {
+    if (opts.bind_gemm_graphs && !b.plan->fuses_epilogue() && b.xq.get() != nullptr)
+      b.plan->bind(b.xq.get(), b.d.get(), nullptr, stream);
   }
 
   void run(const Bucket& b, const void* x, int64_t m, void* y, cudaStream_t stream, unsigned stages) const {
@@ -804,6 +812,22 @@ void SlideLinear::release_buckets() {
   std::lock_guard<std::mutex> lock(I.mu);
   for (auto* slots : {&I.sparse_slots, &I.dense_slots})
     for (auto& b : *slots) b.reset();
+}
+
+void SlideLinear::set_bind_gemm_graphs(bool on, Stream stream) {
+  Impl& I = *impl_;
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  std::lock_guard<std::mutex> lock(I.mu);
+  I.opts.bind_gemm_graphs = on;
+  SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(s));
+  for (auto* slots : {&I.sparse_slots, &I.dense_slots})
+    for (auto& b : *slots) {
+      if (!b) continue;
+      if (on)
+        I.bind_gemm(*b, s);
+      else
+        b->plan->unbind();
+    }
 }
 
 void SlideLinear::warmup(int64_t max_m, Stream stream, LinearPath path, bool with_buffers) {

@@ -126,13 +126,32 @@ class GemmPlan {
   // synchronization): the caller checks first (SlideLinear::update_weight_device does).
   // Sparse: compress into the plan's existing compressed buffer; dense: copy into the plan's
   // weight. Allocates nothing, searches nothing, never synchronizes; w_dev is read in stream order
-  // and may be reused once the stream passes this point. The base class throws kUnsupported.
+  // and may be reused once the stream passes this point. The buffers stay where they are, so
+  // graphs recorded by bind() stay valid and run the new weight. The base class throws kUnsupported.
   virtual void update_weight(const void* w_dev, cudaStream_t stream);
 
   // D = X . W^T on `stream`: x_dev is [m_rows, k], d_dev is [m_rows, n_cols] (layout()).
   // Allocates nothing, searches nothing, never synchronizes: safe inside CUDA graph capture.
-  virtual void run(const void* x_dev, void* d_dev, const float* alpha_vec_dev,
-                   cudaStream_t stream) = 0;
+  // When (x_dev, d_dev, alpha_vec_dev) are a set recorded by bind() and `stream` is not capturing,
+  // it launches that recorded graph (one cudaGraphLaunch) instead of calling the library: the same
+  // kernels on the same pointers, so the same bits, for a fraction of the host time. Otherwise it
+  // is run_direct().
+  void run(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream);
+
+  // The backend's own launch (the library call or the CUTLASS kernel), what run() does unbound.
+  virtual void run_direct(const void* x_dev, void* d_dev, const float* alpha_vec_dev,
+                          cudaStream_t stream) = 0;
+
+  // Records run_direct(x_dev, d_dev, alpha_vec_dev) as a CUDA graph (captured on a private stream,
+  // nothing runs), so that later run() calls with exactly these pointers launch it. For buffers a
+  // caller keeps for many calls (SlideLinear's buckets bind their own X' and D). At most
+  // kMaxBindings sets per plan: binding one more drops the oldest. Rebinding a set already bound
+  // does nothing. Offline, like prepare_weight (which drops every binding): not while `stream`
+  // captures (kInvalidArgument), not concurrently with run() on this plan.
+  static constexpr int kMaxBindings = 4;
+  void bind(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream);
+  void unbind() noexcept;  // drops every binding
+  int bindings() const noexcept { return int(bindings_.size()); }
 
   // Fused scale epilogue (sm90 plans only; fuses_epilogue() says so): one launch computes
   //   out.y[r, j] = bf16_rn(((f32(acc[r, j]) * s_x[r]) * s_w[j]) + bias[j])   r < out.m, j < n
@@ -162,6 +181,15 @@ class GemmPlan {
   GemmProblem problem_;
   GemmLayout layout_;
   PlanStats stats_;
+
+ private:
+  struct Binding {
+    const void* x = nullptr;
+    void* d = nullptr;
+    const float* alpha = nullptr;
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::vector<Binding> bindings_;
 };
 
 // Both throw Error: kInvalidArgument (shape/alignment), kUnsupported (precision, GPU, library,

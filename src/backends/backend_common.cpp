@@ -76,7 +76,64 @@ GemmLayout gemm_layout(const GemmProblem& p) {
   return l;
 }
 
-GemmPlan::~GemmPlan() = default;
+GemmPlan::~GemmPlan() { unbind(); }
+
+void GemmPlan::run(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) {
+  for (const Binding& b : bindings_) {
+    if (b.x != x_dev || b.d != d_dev || b.alpha != alpha_vec_dev) continue;
+    // A capture records the library's kernels themselves (as it did before bindings existed).
+    if (detail::stream_is_capturing(stream)) break;
+    SLIDESPARSE_CUDA_CHECK(cudaGraphLaunch(b.exec, stream));
+    return;
+  }
+  run_direct(x_dev, d_dev, alpha_vec_dev, stream);
+}
+
+void GemmPlan::bind(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) {
+  SLIDESPARSE_BACKEND_REQUIRE(!detail::stream_is_capturing(stream), Status::kInvalidArgument, backend_name(),
+                              "bind() records a graph on a stream of its own: it cannot run while the "
+                              "caller's stream captures one");
+  for (const Binding& b : bindings_)
+    if (b.x == x_dev && b.d == d_dev && b.alpha == alpha_vec_dev) return;
+  cudaStream_t side = nullptr;
+  SLIDESPARSE_CUDA_CHECK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  try {
+    SLIDESPARSE_CUDA_CHECK(cudaStreamBeginCapture(side, cudaStreamCaptureModeThreadLocal));
+    try {
+      run_direct(x_dev, d_dev, alpha_vec_dev, side);
+    } catch (...) {
+      cudaGraph_t discard = nullptr;
+      cudaStreamEndCapture(side, &discard);
+      if (discard) cudaGraphDestroy(discard);
+      throw;
+    }
+    SLIDESPARSE_CUDA_CHECK(cudaStreamEndCapture(side, &graph));
+    SLIDESPARSE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  } catch (...) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaStreamDestroy(side);
+    throw;
+  }
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(side);
+  // Upload now (stream-ordered), so that the first run() does not pay for it.
+  if (const cudaError_t e = cudaGraphUpload(exec, stream); e != cudaSuccess) {
+    cudaGraphExecDestroy(exec);
+    SLIDESPARSE_CUDA_CHECK(e);
+  }
+  if (int(bindings_.size()) == kMaxBindings) {
+    cudaGraphExecDestroy(bindings_.front().exec);
+    bindings_.erase(bindings_.begin());
+  }
+  bindings_.push_back({x_dev, d_dev, alpha_vec_dev, exec});
+}
+
+void GemmPlan::unbind() noexcept {
+  for (const Binding& b : bindings_) cudaGraphExecDestroy(b.exec);
+  bindings_.clear();
+}
 
 void GemmPlan::run_fused(const void*, const FusedOutput&, cudaStream_t) {
   throw Error(Status::kUnsupported,

@@ -126,6 +126,7 @@ class CublasLtPlan final : public GemmPlan {
   }
 
   ~CublasLtPlan() override {
+    unbind();  // before the library objects the recorded graphs use
     if (d_) cublasLtMatrixLayoutDestroy(d_);
     if (b_) cublasLtMatrixLayoutDestroy(b_);
     if (a_) cublasLtMatrixLayoutDestroy(a_);
@@ -133,6 +134,7 @@ class CublasLtPlan final : public GemmPlan {
   }
 
   void prepare_weight(const void* w_dev, cudaStream_t stream) override {
+    unbind();  // recorded graphs hold the old weight, workspace and algorithm
     const auto t0 = std::chrono::steady_clock::now();
     SLIDESPARSE_BACKEND_REQUIRE(w_dev != nullptr, Status::kInvalidArgument, kBackend,
                                 "prepare_weight: w_dev is null");
@@ -190,7 +192,7 @@ class CublasLtPlan final : public GemmPlan {
                                            cudaMemcpyDeviceToDevice, stream));
   }
 
-  void run(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
+  void run_direct(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
     detail::check_run_args(kBackend, prepared_, opts_.alpha_vector, alpha_vec_dev);
     launch(x_dev, d_dev, alpha_vec_dev, stream);
   }

@@ -138,6 +138,7 @@ class CusparseLtPlan final : public GemmPlan {
   }
 
   ~CusparseLtPlan() override {
+    unbind();  // before the library objects the recorded graphs use
     if (have_plan_) cusparseLtMatmulPlanDestroy(&plan_);
     if (have_alg_) cusparseLtMatmulAlgSelectionDestroy(&alg_sel_);
     if (have_d_) cusparseLtMatDescriptorDestroy(&mat_d_);
@@ -146,6 +147,7 @@ class CusparseLtPlan final : public GemmPlan {
   }
 
   void prepare_weight(const void* w_dev, cudaStream_t stream) override {
+    unbind();  // recorded graphs hold the old weight, workspace and algorithm
     const auto t0 = std::chrono::steady_clock::now();
     SLIDESPARSE_BACKEND_REQUIRE(w_dev != nullptr, Status::kInvalidArgument, kBackend,
                                 "prepare_weight: w_dev is null");
@@ -202,7 +204,7 @@ class CusparseLtPlan final : public GemmPlan {
         cusparseLtSpMMACompress(handle_, &plan_, w_dev, compressed_.get(), compress_buffer_.get(), stream));
   }
 
-  void run(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
+  void run_direct(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
     detail::check_run_args(kBackend, prepared_, opts_.alpha_vector, alpha_vec_dev);
     launch(x_dev, d_dev, alpha_vec_dev, workspace_.get(), stream);
   }

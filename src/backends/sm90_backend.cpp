@@ -123,6 +123,7 @@ class Sm90Plan final : public GemmPlan {
   }
 
   void prepare_weight(const void* w_dev, cudaStream_t stream) override {
+    unbind();  // recorded graphs hold the old weight, workspace and algorithm
     SLIDESPARSE_BACKEND_REQUIRE(!detail::stream_is_capturing(stream), Status::kInvalidArgument, kBackend,
                                 "prepare_weight() on a stream that is capturing a CUDA graph");
     SLIDESPARSE_BACKEND_REQUIRE(w_dev != nullptr, Status::kInvalidArgument, kBackend, "prepare_weight: W is null");
@@ -176,7 +177,7 @@ class Sm90Plan final : public GemmPlan {
     }
   }
 
-  void run(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
+  void run_direct(const void* x_dev, void* d_dev, const float* alpha_vec_dev, cudaStream_t stream) override {
     detail::check_run_args(kBackend, prepared_, opts_.alpha_vector, alpha_vec_dev);
     launch(args_for(x_dev, nullptr, alpha_vec_dev, nullptr, d_dev, nullptr, layout_.n_cols, int(layout_.m_rows),
                     int(layout_.n_cols)),

@@ -46,6 +46,8 @@ nlohmann::json info_checkpoint(const std::string& path, const ProgressFn& progre
       nlohmann::json lj = {{"tensor", t.name}, {"shape", {n, k}}, {"dtype", dtype_token(t.dtype)}};
       const uint8_t* p = shards[i].data(t);
       if (meta) {
+        const LayerFormat& lf = meta->layers.at(layer_prefix(t.name));
+        if (!lf.quant.empty()) lj["quant"] = lf.quant;
         const PatternReport pr = check_pattern(meta->pattern, t.dtype, p, n, k);
         lj["sparsity"] = n * k > 0 ? 1.0 - double(pr.nonzeros) / double(n * k) : 0.0;
         lj["pattern_ok"] = pr.ok();

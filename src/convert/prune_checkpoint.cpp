@@ -16,6 +16,7 @@
 #include "convert/convert.hpp"
 #include "convert/output.hpp"
 #include "slidesparse/checkpoint.hpp"
+#include "slidesparse/ternary.hpp"
 
 namespace slidesparse {
 namespace {
@@ -36,7 +37,8 @@ bool prunable_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t 
 
 DType output_dtype(Precision p, DType in) {
   switch (p) {
-    case Precision::kInt8: return DType::kI8;
+    case Precision::kInt8:
+    case Precision::kTernary: return DType::kI8;
     case Precision::kFp8: return DType::kE4M3;
     case Precision::kKeep: break;
   }
@@ -88,6 +90,13 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
   auto exclude = compile_regex(opts.exclude_re, "--exclude");
 
   const bool obs = opts.method == PruneMethod::kSparseGpt;
+  const bool ternary = opts.precision == Precision::kTernary;
+  // Ternary pruning is defined by |w| alone (docs/FORMAT.md section 3): activation-aware scores
+  // would need their own rule, and sparsegpt's updated values would change the per-tensor scale.
+  SLIDESPARSE_CHECK(!ternary || opts.method == PruneMethod::kMagnitude, Status::kInvalidArgument,
+                    "--precision ternary prunes by magnitude only (drops the smallest |w| among the nonzero ternary "
+                    "codes); --method {} is not supported with it",
+                    prune_method_name(opts.method));
   SLIDESPARSE_CHECK(std::isfinite(opts.damp) && opts.damp >= 0.0, Status::kInvalidArgument,
                     "--damp must be a finite value >= 0, got {}", opts.damp);
   std::optional<SafetensorsFile> calib;
@@ -154,7 +163,8 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
                           Status::kInvalidData, "calibration tensor '{}' must be F32 [{}], got {} [{}]",
                           norm_name, k, dtype_token(nt->dtype), fmt::join(nt->shape, ", "));
       }
-      meta.layers[prefix] = LayerFormat{k, dtype_token(output_dtype(opts.precision, t.dtype)), 0};
+      meta.layers[prefix] = LayerFormat{k, dtype_token(output_dtype(opts.precision, t.dtype)), 0,
+                                        ternary ? kQuantTernary : ""};
       targets.insert(t.name);
     }
   }
@@ -239,6 +249,21 @@ nlohmann::json prune_checkpoint(const std::string& in, const std::string& out, c
           norms.resize(size_t(k));
           std::memcpy(norms.data(), calib->data(*nt), size_t(k) * sizeof(float));
           validate_col_norms(norms.data(), k, t.name);
+        }
+        if (ternary) {
+          // Quantize first (the scale is the mean |w| of the unmasked weight), then prune the codes.
+          std::vector<int8_t> q(size_t(n * k));
+          const TernaryResult tr = quantize_ternary(opts.pattern, t.dtype, buf.data(), n, k, q.data(), t.name, threads);
+          scale->assign(size_t(n), tr.scale);
+          params_pruned += tr.pruned;
+          params_in_targets += n * k;
+          layers.push_back({{"tensor", t.name}, {"shape", {n, k}}, {"dtype_in", dtype_token(t.dtype)},
+                            {"dtype_out", dtype_token(out_dtype)}, {"pruned", tr.pruned},
+                            {"pruned_fraction", double(tr.pruned) / double(n * k)},
+                            {"ternary", {{"scale", tr.scale}, {"nonzeros_before_pruning", tr.nonzeros},
+                                         {"zero_fraction", 1.0 - double(tr.nonzeros - tr.pruned) / double(n * k)}}}});
+          w.append(q.data(), q.size());
+          return;
         }
         const int64_t dropped = obs ? prune_layer_obs(t, buf.data(), n, k)
                                     : prune_inplace(opts.pattern, opts.method, t.dtype, buf.data(), n, k,

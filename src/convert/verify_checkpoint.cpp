@@ -11,6 +11,7 @@
 #include "convert/convert.hpp"
 #include "convert/metadata_util.hpp"
 #include "slidesparse/slide.hpp"
+#include "slidesparse/ternary.hpp"
 
 namespace slidesparse {
 namespace {
@@ -92,6 +93,31 @@ AgainstResult compare_with_dense(Pattern p, DType dt, const uint8_t* w, const fl
   return r;
 }
 
+// A ternary layer against its dense original: the codes and the scale must be exactly what
+// quantize_ternary gives for the dense weight (docs/FORMAT.md section 3). over_pruned_groups counts
+// groups holding fewer nonzero codes than the rule leaves.
+AgainstResult compare_ternary_with_dense(Pattern p, const int8_t* q, float scale, DType dense_dt,
+                                         const uint8_t* dense, int64_t n, int64_t k, const std::string& name,
+                                         bool& scale_ok, float& want_scale, int threads) {
+  std::vector<int8_t> want(size_t(n * k));
+  const TernaryResult tr = quantize_ternary(p, dense_dt, dense, n, k, want.data(), name, threads);
+  want_scale = tr.scale;
+  scale_ok = std::memcmp(&scale, &tr.scale, 4) == 0;
+  AgainstResult r;
+  for (int64_t row = 0; row < n; ++row)
+    for (int64_t g0 = 0; g0 < k; g0 += p.group()) {
+      int64_t have = 0, need = 0;
+      for (int64_t c = g0; c < std::min(k, g0 + p.group()); ++c) {
+        const size_t i = size_t(row * k + c);
+        have += q[i] != 0;
+        need += want[i] != 0;
+        if (q[i] != want[i] && r.mismatches++ == 0) r.first_row = row, r.first_col = c;
+      }
+      if (have < need) ++r.over_pruned_groups;
+    }
+  return r;
+}
+
 }  // namespace
 
 nlohmann::json verify_checkpoint(const std::string& path, const VerifyOptions& opts) {
@@ -167,6 +193,35 @@ nlohmann::json verify_checkpoint(const std::string& path, const VerifyOptions& o
       }
     }
 
+    // A ternary layer: codes in {-1, 0, 1} and one scale shared by every row.
+    const bool ternary = layer.quant == kQuantTernary;
+    if (ternary) {
+      lj["quant"] = layer.quant;
+      const auto* q = reinterpret_cast<const int8_t*>(w);
+      int64_t bad = 0, first = -1;
+      for (int64_t i = 0; i < n * k; ++i)
+        if (q[i] < -1 || q[i] > 1) {
+          if (bad++ == 0) first = i;
+        }
+      lj["codes_ok"] = bad == 0;
+      if (bad)
+        problem(fmt::format("{}: {} ternary codes outside {{-1, 0, 1}} (first: row {}, column {}, value {})", name, bad,
+                            first / k, first % k, int(q[first])));
+      if (!scale.empty()) {
+        int64_t differ = 0, first_row = -1;
+        for (int64_t r = 1; r < n; ++r)
+          if (std::memcmp(&scale[size_t(r)], &scale[0], 4) != 0 && differ++ == 0) first_row = r;
+        lj["one_scale"] = differ == 0;
+        if (differ)
+          problem(fmt::format("{}.weight_scale: a ternary layer has one scale for every row, but {} rows differ from "
+                              "row 0 ({}; first: row {} = {})",
+                              prefix, differ, scale[0], first_row, scale[size_t(first_row)]));
+      }
+      if (meta.method != prune_method_name(PruneMethod::kMagnitude))
+        problem(fmt::format("{}: a ternary layer must be pruned by magnitude, metadata says method {}", name,
+                            meta.method));
+    }
+
     // The slid weight: 2:4 in every window, and it maps back to P.weight exactly.
     if (layer.k_slide > 0) {
       auto st = tensors.find(prefix + ".slide_weight");
@@ -215,6 +270,36 @@ nlohmann::json verify_checkpoint(const std::string& path, const VerifyOptions& o
         // already reported
       } else {
         const SafetensorsFile& df = dense_shards[dt->second.shard];
+        if (ternary) {
+          bool scale_ok = false;
+          float want_scale = 0.0f;
+          AgainstResult ar;
+          try {
+            ar = compare_ternary_with_dense(meta.pattern, reinterpret_cast<const int8_t*>(w), scale[0],
+                                            dt->second.info.dtype, df.data(dt->second.info), n, k, name, scale_ok,
+                                            want_scale, resolve_threads(opts.num_threads));
+          } catch (const Error& e) {
+            problem(fmt::format("{}: cannot recompute the ternary codes from the dense original: {}", name,
+                                e.message()));
+            df.release(dt->second.info);
+            f.release(t);
+            layers.push_back(lj);
+            continue;
+          }
+          df.release(dt->second.info);
+          lj["against"] = {{"mismatches", ar.mismatches}, {"over_pruned_groups", ar.over_pruned_groups},
+                           {"scale_ok", scale_ok}};
+          if (!scale_ok)
+            problem(fmt::format("{}.weight_scale: {} but the mean |w| of the dense original gives {}", prefix,
+                                scale[0], want_scale));
+          if (ar.mismatches)
+            problem(fmt::format("{}: {} ternary codes differ from those the dense original gives (first: row {}, "
+                                "column {})",
+                                name, ar.mismatches, ar.first_row, ar.first_col));
+          f.release(t);
+          layers.push_back(lj);
+          continue;
+        }
         const bool updated = meta.method == prune_method_name(PruneMethod::kSparseGpt);
         const AgainstResult ar =
             updated ? compare_updated_with_dense(meta.pattern, t.dtype, w, dt->second.info.dtype,

@@ -109,6 +109,7 @@ const char* precision_name(Precision p) noexcept {
     case Precision::kKeep: return "keep";
     case Precision::kInt8: return "int8";
     case Precision::kFp8: return "fp8";
+    case Precision::kTernary: return "ternary";
   }
   return "unknown";
 }
@@ -117,6 +118,7 @@ std::optional<Precision> precision_from_name(std::string_view s) noexcept {
   if (s == "keep") return Precision::kKeep;
   if (s == "int8") return Precision::kInt8;
   if (s == "fp8") return Precision::kFp8;
+  if (s == "ternary") return Precision::kTernary;
   return std::nullopt;
 }
 

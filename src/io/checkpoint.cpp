@@ -206,6 +206,7 @@ std::string SlideMetadata::to_json() const {
     ordered_json e;
     e["k"] = l.k;
     e["precision"] = l.precision;
+    if (!l.quant.empty()) e["quant"] = l.quant;
     if (l.k_slide > 0) e["k_slide"] = l.k_slide;
     layers_json[prefix] = std::move(e);
   }
@@ -284,9 +285,10 @@ SlideMetadata SlideMetadata::from_json(std::string_view text, std::string_view w
                       describe_json(e));
     for (const auto& [key, value] : e.items()) {
       (void)value;
-      SLIDESPARSE_CHECK(key == "k" || key == "precision" || key == "k_slide", Status::kBadFormat,
+      SLIDESPARSE_CHECK(key == "k" || key == "precision" || key == "k_slide" || key == "quant",
+                        Status::kBadFormat,
                         "{}: slidesparse metadata: layer {}: unexpected key {} (allowed: k, "
-                        "precision, k_slide)",
+                        "precision, quant, k_slide)",
                         what, qp, quote_for_message(key));
     }
     LayerFormat l;
@@ -315,6 +317,18 @@ SlideMetadata SlideMetadata::from_json(std::string_view text, std::string_view w
                         "integer, got {}",
                         what, qp, describe_json(e["k_slide"]));
       l.k_slide = *ks;
+    }
+    if (e.contains("quant")) {
+      // The only quantization a layer may name: per-tensor ternary codes stored as I8.
+      SLIDESPARSE_CHECK(e["quant"].is_string() && e["quant"].get<std::string>() == kQuantTernary,
+                        Status::kBadFormat,
+                        "{}: slidesparse metadata: layer {}: \"quant\" must be \"{}\", got {}", what, qp,
+                        kQuantTernary, describe_json(e["quant"]));
+      SLIDESPARSE_CHECK(l.precision == "i8", Status::kBadFormat,
+                        "{}: slidesparse metadata: layer {}: a \"{}\" layer must have precision \"i8\", got "
+                        "\"{}\"",
+                        what, qp, kQuantTernary, l.precision);
+      l.quant = kQuantTernary;
     }
     m.layers.emplace(prefix, std::move(l));
   }

@@ -289,4 +289,25 @@ QuantRowE4M3 quantize_row_e4m3(const std::vector<double>& v) {
   return out;
 }
 
+// ---- ternary ------------------------------------------------------------------------------------
+
+TernaryTensor ternary(int n_pat, const std::vector<double>& w, int64_t rows, int64_t k) {
+  TernaryTensor out;
+  out.q.assign(size_t(rows * k), 0);
+  double sum = 0.0;
+  for (int64_t i = 0; i < rows * k; ++i) sum += std::fabs(w[size_t(i)]);
+  if (sum == 0.0) return out;
+  out.scale = std::max(float(sum / double(rows * k)), float(kMinAmaxRef));
+  std::vector<double> masked(size_t(rows * k), 0.0);
+  for (int64_t i = 0; i < rows * k; ++i) {
+    const float t = float(w[size_t(i)] / double(out.scale));
+    out.q[size_t(i)] = int(std::clamp(round_half_even(double(t)), -1.0, 1.0));
+    if (out.q[size_t(i)] != 0) masked[size_t(i)] = w[size_t(i)];
+  }
+  const std::vector<uint8_t> keep = prune_keep_mask(n_pat, masked, rows, k);
+  for (size_t i = 0; i < keep.size(); ++i)
+    if (!keep[i]) out.q[i] = 0;
+  return out;
+}
+
 }  // namespace reference

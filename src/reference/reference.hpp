@@ -96,4 +96,16 @@ struct QuantRowE4M3 {
 QuantRowI8 quantize_row_i8(const std::vector<double>& v);
 QuantRowE4M3 quantize_row_e4m3(const std::vector<double>& v);
 
+// ---- per-tensor absmean ternary -----------------------------------------------------------
+// s = mean of |w| over all rows*k values: summed in double in row-major order, divided by rows*k
+// in double, rounded once to f32, at least 2^-100; a zero sum gives s = 1 and every q = 0.
+// t = w / s rounded to f32 (the double quotient of two f32 values rounded to f32 is the f32
+// quotient), q = clamp(round_half_even(t), -1, 1). Then prune_keep_mask on the row w * [q != 0]
+// (zeros where q == 0) decides which codes survive; dropped codes become 0.
+struct TernaryTensor {
+  float scale = 1.0f;
+  std::vector<int> q;  // [rows, k]
+};
+TernaryTensor ternary(int n_pat, const std::vector<double>& w, int64_t rows, int64_t k);
+
 }  // namespace reference

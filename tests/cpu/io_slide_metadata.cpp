@@ -14,8 +14,8 @@ SlideMetadata sample() {
   SlideMetadata m;
   m.pattern = Pattern::parse("6:8");
   m.method = "magnitude";
-  m.layers["model.layers.0.mlp.up_proj"] = {4096, "bf16", 0};
-  m.layers["model.layers.0.mlp.down_proj"] = {11008, "e4m3", 16512};
+  m.layers["model.layers.0.mlp.up_proj"] = {4096, "bf16", 0, ""};
+  m.layers["model.layers.0.mlp.down_proj"] = {11008, "e4m3", 16512, ""};
   return m;
 }
 
@@ -67,6 +67,25 @@ TEST(io_SlideMetadata, ToJsonRejectsInvalidUtf8) {
 
 std::string with_layer(const std::string& layer) {
   return R"({"format":1,"pattern":"6:8","method":"magnitude","layers":{"p":)" + layer + "}}";
+}
+
+// A ternary layer (prune --precision ternary): "quant" after "precision", kept by a round trip.
+TEST(io_SlideMetadata, TernaryMarker) {
+  SlideMetadata m = sample();
+  m.layers["model.layers.0.mlp.gate_proj"] = {4096, "i8", 6144, kQuantTernary};
+  const std::string j = m.to_json();
+  EXPECT_NE(j.find(R"("model.layers.0.mlp.gate_proj":{"k":4096,"precision":"i8","quant":"ternary","k_slide":6144})"),
+            std::string::npos)
+      << j;
+  const SlideMetadata b = SlideMetadata::from_json(j, kWhat);
+  EXPECT_EQ(b.layers.at("model.layers.0.mlp.gate_proj").quant, "ternary");
+  EXPECT_EQ(b.layers.at("model.layers.0.mlp.up_proj").quant, "");
+  EXPECT_EQ(j.find("quant", j.find("up_proj")), std::string::npos) << "only ternary layers carry the key";
+  EXPECT_TRUE(
+      bad(with_layer(R"({"k":8,"precision":"i8","quant":"binary"})"), {"\"quant\" must be \"ternary\"", "\"binary\""}));
+  EXPECT_TRUE(bad(with_layer(R"({"k":8,"precision":"i8","quant":null})"), {"\"quant\" must be", "null"}));
+  EXPECT_TRUE(bad(with_layer(R"({"k":8,"precision":"bf16","quant":"ternary"})"),
+                  {"must have precision \"i8\"", "\"bf16\""}));
 }
 
 TEST(io_SlideMetadata, NotJsonOrNotObject) {

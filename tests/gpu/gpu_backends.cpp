@@ -30,7 +30,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -637,6 +639,95 @@ TEST(GpuBackends, RunInsideGraphCapture) {
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     cudaStreamDestroy(stream);
+  }
+  if (!cusparselt_compiled()) GTEST_SKIP() << "cuBLASLt checked; no cuSPARSELt in this build";
+}
+
+// bind(): run() on a bound pointer set launches the recorded graph and gives the same bits as the
+// library call (and the exact integer result); other pointers still go to the library; a capture
+// records the library call itself; prepare_weight drops the bindings; at most kMaxBindings.
+TEST(GpuBackends, BoundRunEqualsDirectCall) {
+  SLIDESPARSE_REQUIRE_GPU();
+  for (bool sparse : {false, true}) {
+    if (sparse && !cusparselt_compiled()) continue;
+    for (GemmPrecision prec : {GemmPrecision::kI8, GemmPrecision::kE4M3, GemmPrecision::kBF16}) {
+      const HostCase c = make_case(prec, {33, 96, 256}, 2, false, 7 + sparse);
+      SCOPED_TRACE(std::string(sparse ? "cusparselt " : "cublaslt ") + c.str());
+      auto plan = make_gemm_plan(problem_of(c, sparse), fast_options());
+      const GemmLayout& l = plan->layout();
+      DeviceCase dc(c, l);
+      ASSERT_TRUE(dc.upload(c, l));
+      cudaStream_t stream = nullptr;
+      SLIDESPARSE_CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      // Before prepare_weight, bind() fails like run() and leaves no capture open.
+      try {
+        plan->bind(dc.x.get(), dc.d.get(), nullptr, stream);
+        ADD_FAILURE() << "bind() accepted an unprepared plan";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.status(), Status::kInvalidArgument) << e.what();
+      }
+      EXPECT_EQ(plan->bindings(), 0);
+      cudaStreamCaptureStatus cs = cudaStreamCaptureStatusActive;
+      SLIDESPARSE_CUDA_ASSERT(cudaStreamIsCapturing(stream, &cs));
+      EXPECT_EQ(cs, cudaStreamCaptureStatusNone);
+
+      plan->prepare_weight(dc.w.get(), stream);
+      auto run_into = [&](void* d) {
+        auto ok = [](cudaError_t e, const char* what) {
+          if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+        };
+        ok(cudaMemsetAsync(d, kPoison, l.d_bytes(), stream), "poison D");
+        plan->run(dc.x.get(), d, nullptr, stream);
+        ok(cudaStreamSynchronize(stream), "after run");
+        std::vector<uint8_t> out(l.d_bytes());
+        ok(cudaMemcpy(out.data(), d, out.size(), cudaMemcpyDeviceToHost), "download D");
+        return out;
+      };
+      const std::vector<uint8_t> direct = run_into(dc.d.get());
+      EXPECT_TRUE(check_d(c, l, direct)) << plan->describe();
+      plan->bind(dc.x.get(), dc.d.get(), nullptr, stream);
+      plan->bind(dc.x.get(), dc.d.get(), nullptr, stream);  // the same set again: nothing new
+      EXPECT_EQ(plan->bindings(), 1);
+      for (int rep = 0; rep < 2; ++rep) EXPECT_EQ(run_into(dc.d.get()), direct) << "bound run, rep " << rep;
+      DeviceBuffer other(l.d_bytes());
+      EXPECT_EQ(run_into(other.get()), direct) << "unbound pointers";
+
+      // Under capture: bind() refuses; run() on the bound set records the library's kernels.
+      SLIDESPARSE_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      try {
+        plan->bind(dc.x.get(), other.get(), nullptr, stream);
+        ADD_FAILURE() << "bind() accepted a capturing stream";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.status(), Status::kInvalidArgument) << e.what();
+      }
+      plan->run(dc.x.get(), dc.d.get(), nullptr, stream);
+      cudaGraph_t graph = nullptr;
+      SLIDESPARSE_CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
+      cudaGraphExec_t exec = nullptr;
+      SLIDESPARSE_CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+      SLIDESPARSE_CUDA_ASSERT(cudaMemsetAsync(dc.d.get(), kPoison, l.d_bytes(), stream));
+      SLIDESPARSE_CUDA_ASSERT(cudaGraphLaunch(exec, stream));
+      SLIDESPARSE_CUDA_ASSERT(cudaStreamSynchronize(stream));
+      std::vector<uint8_t> replayed(l.d_bytes());
+      SLIDESPARSE_CUDA_ASSERT(cudaMemcpy(replayed.data(), dc.d.get(), replayed.size(), cudaMemcpyDeviceToHost));
+      EXPECT_EQ(replayed, direct) << "captured run() of a bound set";
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+
+      // Oldest binding dropped past the limit; prepare_weight drops them all.
+      std::vector<std::unique_ptr<DeviceBuffer>> ds;
+      for (int i = 0; i < GemmPlan::kMaxBindings + 1; ++i) {
+        ds.push_back(std::make_unique<DeviceBuffer>(l.d_bytes()));
+        plan->bind(dc.x.get(), ds.back()->get(), nullptr, stream);
+      }
+      EXPECT_EQ(plan->bindings(), GemmPlan::kMaxBindings);
+      EXPECT_EQ(run_into(ds.back()->get()), direct);
+      EXPECT_EQ(run_into(ds.front()->get()), direct) << "the dropped (oldest) set";
+      plan->prepare_weight(dc.w.get(), stream);
+      EXPECT_EQ(plan->bindings(), 0);
+      EXPECT_EQ(run_into(dc.d.get()), direct) << "after prepare_weight";
+      cudaStreamDestroy(stream);
+    }
   }
   if (!cusparselt_compiled()) GTEST_SKIP() << "cuBLASLt checked; no cuSPARSELt in this build";
 }

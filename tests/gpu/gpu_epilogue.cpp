@@ -1,14 +1,15 @@
 // Tier 1: the scale epilogue (src/kernels/epilogue.cuh) bit for bit against a CPU twin.
 //
-// The CPU twin below performs the contract's operations in its order, one IEEE f32 operation at a
-// time (this file is compiled with -ffp-contract=off: no FMA), then the core's round-to-nearest-
-// even f32_to_bf16 / f32_to_f16. Random accumulators (i32 beyond 2^24 included, f32 over a wide
-// exponent range, finite 16-bit patterns) and random, non-power-of-two scales and biases, so every
-// rounding step is exercised; overflow to inf is included, NaN never arises (no NaN input, no zero
-// scale). Y is poisoned with 0xFF bytes (NaN in bf16 and f16: never a result) before every run;
-// every element of Y[m, n] must equal the twin, and every byte around it (the gap up to ldy,
-// rows past m, a trailing guard) must still be poison. Layouts cover the 16-byte path, odd n
-// (scalar tails), Y rows of alternating alignment, and misaligned acc / Y base pointers.
+// The CPU twin (gpu_epilogue_twin.hpp, shared with gpu_ternary.cpp) performs the contract's
+// operations in its order, one IEEE f32 operation at a time (this file is compiled with
+// -ffp-contract=off: no FMA), then the core's round-to-nearest-even f32_to_bf16 / f32_to_f16.
+// Random accumulators (i32 beyond 2^24 included, f32 over a wide exponent range, finite 16-bit
+// patterns) and random, non-power-of-two scales and biases, so every rounding step is exercised;
+// overflow to inf is included, NaN never arises (no NaN input, no zero scale). Y is poisoned with
+// 0xFF bytes (NaN in bf16 and f16: never a result) before every run; every element of Y[m, n] must
+// equal the twin, and every byte around it (the gap up to ldy, rows past m, a trailing guard) must
+// still be poison. Layouts cover the 16-byte path, odd n (scalar tails), Y rows of alternating
+// alignment, and misaligned acc / Y base pointers.
 // Without a CUDA device every test calls GTEST_SKIP() with the reason.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu/gpu_epilogue_twin.hpp"
 #include "gpu/gpu_test_util.hpp"
 #include "kernels/epilogue.cuh"
 #include "slidesparse/types.hpp"
@@ -67,40 +69,8 @@ struct Case {
   }
 };
 
-// The CPU twin: the contract's operations, in its order, in f32.
-float acc_to_f32(DType t, const uint8_t* p) {
-  switch (t) {
-    case DType::kI32: {
-      int32_t v;
-      std::memcpy(&v, p, 4);
-      return static_cast<float>(v);  // round to nearest, as __int2float_rn
-    }
-    case DType::kF32: {
-      float v;
-      std::memcpy(&v, p, 4);
-      return v;
-    }
-    case DType::kBF16: {
-      uint16_t v;
-      std::memcpy(&v, p, 2);
-      return bf16_to_f32(v);
-    }
-    default: {
-      uint16_t v;
-      std::memcpy(&v, p, 2);
-      return f16_to_f32(v);
-    }
-  }
-}
-
-uint16_t twin(DType acc_dtype, const uint8_t* acc, const float* sx, const float* sw, const float* b,
-              DType y_dtype) {
-  float v = acc_to_f32(acc_dtype, acc);
-  if (sx != nullptr) v = v * *sx;
-  if (sw != nullptr) v = v * *sw;
-  if (b != nullptr) v = v + *b;
-  return y_dtype == DType::kBF16 ? f32_to_bf16(v) : f32_to_f16(v);
-}
+// The CPU twin (tests/gpu/gpu_epilogue_twin.hpp): the contract's operations, in its order, in f32.
+using gputest::epilogue_twin;
 
 void fill_acc(DType t, std::vector<uint8_t>& acc, std::mt19937_64& rng) {
   const size_t es = dtype_size(t);
@@ -201,7 +171,7 @@ void run_case(const Case& c) {
     const int64_t i = e >= 0 ? e / c.ldy : -1, j = e >= 0 ? e % c.ldy : -1;
     uint16_t want;
     if (in_y && j < c.n) {
-      want = twin(c.acc_dtype, &acc[size_t(i * c.ld_acc + j) * aes], c.scales ? &sx[size_t(i)] : nullptr,
+      want = epilogue_twin(c.acc_dtype, &acc[size_t(i * c.ld_acc + j) * aes], c.scales ? &sx[size_t(i)] : nullptr,
                   c.scales ? &sw[size_t(j)] : nullptr, c.bias ? &bias[size_t(j)] : nullptr, c.y_dtype);
     } else {
       want = uint16_t(0x101u * kPoison);  // must be untouched

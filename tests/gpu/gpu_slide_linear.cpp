@@ -303,6 +303,13 @@ void exact_layer(IntCase& c) {
     ASSERT_TRUE(run_layer(layer, x.get(), m, y.get(), y_cap, LinearPath::kAuto, stream.get(), auto_run));
     EXPECT_TRUE(auto_run.guard_ok) << "forward wrote past Y[m, n]";
     EXPECT_TRUE(same_bits(auto_run.y, c.want.data(), m, c.n, c.dense_only ? "dense-only" : "sparse path"));
+    // The library GEMM called directly (no recorded graph, SlideLinearOptions::bind_gemm_graphs):
+    // the same bits.
+    layer.set_bind_gemm_graphs(false, stream.get());
+    LayerRun direct_run;
+    ASSERT_TRUE(run_layer(layer, x.get(), m, y.get(), y_cap, LinearPath::kAuto, stream.get(), direct_run));
+    layer.set_bind_gemm_graphs(true, stream.get());
+    EXPECT_TRUE(same_bits(direct_run.y, c.want.data(), m, c.n, "GEMM called without the recorded graph"));
     if (c.dense_only) continue;
     ASSERT_TRUE(run_layer(layer, x.get(), m, y.get(), y_cap, LinearPath::kDense, stream.get(), dense_run));
     EXPECT_TRUE(dense_run.guard_ok) << "dense forward wrote past Y[m, n]";

@@ -165,6 +165,32 @@ def run_checkpoint_tests(tmp):
         raises(CheckpointError, lambda: plan_load(ck, bad), "model.layers.1.mlp.down_proj.weight")
         part = {k: v for k, v in shapes.items() if "layers.1" not in k}
         assert len(plan_load(ck, part).missing) == 7
+    # Ternary (docs/FORMAT.md section 3): plan_load sees i8 codes + scales, as for int8; the codes
+    # and the one scale equal the rule computed here in Python from the dense bf16 weights.
+    out = os.path.join(tmp, "ternary_6_8")
+    cli("prune", "--pattern", "6:8", "--precision", "ternary", dense, out, "-q")
+    ck = Checkpoint(out)
+    plan = plan_load(ck, shapes)
+    meta = json.loads(ck.metadata["slidesparse"])
+    for it in plan.items:
+        assert it.precision == "i8" and it.scale is not None, it
+        assert meta["layers"][it.module]["quant"] == "ternary", it.module
+    for it in plan.items[:2] + plan.items[-1:]:
+        w = bf16_to_float(dck.read(it.weight))
+        total = 0.0
+        for v in w:  # double, row-major
+            total += abs(v)
+        s = f32(total / len(w)) if total else 1.0
+        scales = struct.unpack(f"<{it.n}f", ck.read(it.scale))
+        assert all(x == s for x in scales), f"{it.scale}: {scales[:3]}..., want {s} everywhere"
+        raw = ck.read(it.weight)
+        for r in range(it.n):
+            row = w[r * it.k:(r + 1) * it.k]
+            q = [max(-1, min(1, round(f32(v / s)))) for v in row]  # round(): half to even
+            keep = ref_keep([v if c != 0 else 0.0 for v, c in zip(row, q)], 4)
+            want = [c if i in keep else 0 for i, c in enumerate(q)]
+            got = [b - 256 if b > 127 else b for b in raw[r * it.k:(r + 1) * it.k]]
+            assert got == want, f"{it.weight} row {r}: ternary codes differ"
     # Include/exclude: the CLI (RE2 on tensor names) and select_targets (module names) agree.
     out = os.path.join(tmp, "sel")
     cli("prune", "--pattern", "6:8", "--include", r"layers\.1\.", "--exclude", "down|k_proj", dense, out, "-q")
