@@ -157,6 +157,8 @@ struct SlideLinear::Impl {
   void prep_from_dense(const void* w, DType dtype, cudaStream_t stream);
   // Codes (q_dtype, [n, k]) + scales [n] (i8 / e4m3) -> w_dense, s_w, slid into w_sparse.
   void prep_from_codes(const void* codes, const float* scales, cudaStream_t stream);
+  // w_dense -> w_sparse (slide_weight_device); problems go to `status`. Enqueues only.
+  void slide_on_device(uint64_t* status, cudaStream_t stream);
   // Every existing bucket's plan takes the new weight (compress / copy; no allocation).
   void update_plans(cudaStream_t stream);
   // Runs scan_weight on the input (status reset first), synchronizes, throws the first problem.
@@ -514,22 +516,7 @@ void SlideLinear::Impl::prep_from_dense(const void* w, DType dtype, cudaStream_t
   const char* why = quantize_weight_check(qp);
   SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
   SLIDESPARSE_CUDA_CHECK(quantize_weight(qp, stream));
-  if (!opts.dense_only) {
-    SlideWeightParams sp;
-    sp.q = w_dense.get();
-    sp.dtype = q_dtype;
-    sp.n = n;
-    sp.k = k;
-    sp.ldq = k_dense;
-    sp.ws = w_sparse.get();
-    sp.k_slide = k_sparse;
-    sp.ldws = k_sparse;
-    sp.pattern_n = opts.pattern.n();
-    sp.status = status;
-    why = slide_weight_device_check(sp);
-    SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
-    SLIDESPARSE_CUDA_CHECK(slide_weight_device(sp, stream));
-  }
+  if (!opts.dense_only) slide_on_device(status, stream);
 }
 
 void SlideLinear::Impl::prep_from_codes(const void* codes, const float* scales, cudaStream_t stream) {
@@ -539,22 +526,25 @@ void SlideLinear::Impl::prep_from_codes(const void* codes, const float* scales, 
   if (quantized)
     SLIDESPARSE_CUDA_CHECK(
         cudaMemcpyAsync(s_w.get(), scales, size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
-  if (!opts.dense_only) {
-    SlideWeightParams sp;
-    sp.q = w_dense.get();
-    sp.dtype = q_dtype;
-    sp.n = n;
-    sp.k = k;
-    sp.ldq = k_dense;
-    sp.ws = w_sparse.get();
-    sp.k_slide = k_sparse;
-    sp.ldws = k_sparse;
-    sp.pattern_n = opts.pattern.n();
-    sp.status = static_cast<uint64_t*>(prep_status.get());
-    const char* why = slide_weight_device_check(sp);
-    SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
-    SLIDESPARSE_CUDA_CHECK(slide_weight_device(sp, stream));
-  }
+  if (!opts.dense_only) slide_on_device(static_cast<uint64_t*>(prep_status.get()), stream);
+}
+
+// W' = slide(W) on the device: the quantized (or bf16) w_dense into w_sparse.
+void SlideLinear::Impl::slide_on_device(uint64_t* status, cudaStream_t stream) {
+  SlideWeightParams sp;
+  sp.q = w_dense.get();
+  sp.dtype = q_dtype;
+  sp.n = n;
+  sp.k = k;
+  sp.ldq = k_dense;
+  sp.ws = w_sparse.get();
+  sp.k_slide = k_sparse;
+  sp.ldws = k_sparse;
+  sp.pattern_n = opts.pattern.n();
+  sp.status = status;
+  const char* why = slide_weight_device_check(sp);
+  SLIDESPARSE_API_REQUIRE(why == nullptr, Status::kInternal, "weight prep: {}", why ? why : "");
+  SLIDESPARSE_CUDA_CHECK(slide_weight_device(sp, stream));
 }
 
 void SlideLinear::Impl::update_plans(cudaStream_t stream) {

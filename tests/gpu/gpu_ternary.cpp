@@ -53,35 +53,8 @@ constexpr int64_t kGuardElems = 2048;
                       "reconfigure): sparse layers not tested";                            \
   } while (0)
 
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t bytes) {
-    if (bytes > 0) status_ = cudaMalloc(&ptr_, bytes);
-  }
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* get() const { return ptr_; }
-  cudaError_t status() const { return status_; }
-
- private:
-  void* ptr_ = nullptr;
-  cudaError_t status_ = cudaSuccess;
-};
-
-class TestStream {
- public:
-  TestStream() { cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking); }
-  ~TestStream() { cudaStreamDestroy(s_); }
-  TestStream(const TestStream&) = delete;
-  TestStream& operator=(const TestStream&) = delete;
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
+using gputest::DeviceBuffer;
+using gputest::TestStream;
 
 struct Shape {
   int64_t n, k;

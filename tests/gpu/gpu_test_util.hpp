@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <string>
 
 namespace slidesparse::gputest {
@@ -17,6 +18,53 @@ inline std::string gpu_unavailable() {
   if (n == 0) return "cudaGetDeviceCount() found 0 devices";
   return {};
 }
+
+// Device memory owned by a test (freed on scope exit). status() is cudaMalloc's result.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) { reset(bytes); }
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void reset(size_t bytes) {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = nullptr;
+    bytes_ = bytes;
+    status_ = cudaSuccess;
+    if (bytes > 0) {
+      status_ = cudaMalloc(&ptr_, bytes);
+      if (status_ != cudaSuccess) ptr_ = nullptr;
+    }
+  }
+  void* get() const { return ptr_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+  cudaError_t status() const { return status_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+  cudaError_t status_ = cudaSuccess;
+};
+
+// A non-blocking stream owned by a test.
+class TestStream {
+ public:
+  TestStream() { cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking); }
+  ~TestStream() { cudaStreamDestroy(s_); }
+  TestStream(const TestStream&) = delete;
+  TestStream& operator=(const TestStream&) = delete;
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
 
 }  // namespace slidesparse::gputest
 
