@@ -226,6 +226,34 @@ class LayerSuite {
     return a;
   }
 
+  // Medians (us) of `first` and `second` timed interleaved, call by call: the order swapped every
+  // repetition, the L2 flushed before each call, --warmup untimed calls of each first.
+  std::pair<double, double> paired_us(const std::function<void(int64_t)>& first,
+                                      const std::function<void(int64_t)>& second) {
+    for (int i = 0; i < o_.warmup; ++i) {
+      first(i);
+      second(i);
+    }
+    Events ev(size_t(4 * o_.reps));
+    for (int r = 0; r < o_.reps; ++r)
+      for (int h = 0; h < 2; ++h) {
+        const int side = (h == 0) == (r % 2 == 0) ? 0 : 1;
+        if (flush_.bytes() > 0) BENCH_CUDA(cudaMemsetAsync(flush_.get(), (2 * r + h) & 0xFF, flush_.bytes(), stream_));
+        BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * side)], stream_));
+        (side == 0 ? first : second)(o_.warmup + r);
+        BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * side + 1)], stream_));
+      }
+    BENCH_CUDA(cudaStreamSynchronize(stream_));
+    std::vector<double> us[2];
+    for (int r = 0; r < o_.reps; ++r)
+      for (int side = 0; side < 2; ++side) {
+        float ms = 0;
+        BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(4 * r + 2 * side)], ev[size_t(4 * r + 2 * side + 1)]));
+        us[side].push_back(double(ms) * 1e3);
+      }
+    return {median(std::move(us[0])), median(std::move(us[1]))};
+  }
+
   // Median us of `call(i)`, the L2 flushed before each timed call.
   double time_calls(const std::function<void(int64_t)>& call) {
     return time_events_us(call, o_.warmup, o_.reps, stream_, [&](int r) {
@@ -313,7 +341,7 @@ class LayerSuite {
     // The dense layer stays alive while auto:P variants run: they are timed interleaved with it.
     const bool any_auto = std::any_of(o_.variants.begin(), o_.variants.end(),
                                       [](const VariantSpec& v) { return v.kind == Kind::kAuto; });
-    std::optional<ss::SlideLinear> dense_keep;
+    std::optional<ss::SlideLinear> dense_keep, dense_twin;
 
     for (const VariantSpec& spec : o_.variants) {
       if (stopped || !tally_.context_lost.empty()) break;
@@ -344,6 +372,8 @@ class LayerSuite {
         else lo.dense_only = true;
         const auto t0 = Clock::now();
         layer.emplace(ss::SlideLinear::from_dense(w.data(), VL.n, VL.k, lo, L.bias ? bias_.data() : nullptr));
+        if (spec.kind == Kind::kDense && any_auto)  // the control of the interleaved policy timing
+          dense_twin.emplace(ss::SlideLinear::from_dense(w.data(), VL.n, VL.k, lo, L.bias ? bias_.data() : nullptr));
         const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         json off = {{"type", "offline"},
                     {"suite", "layer"},
@@ -382,7 +412,8 @@ class LayerSuite {
         const auto t_unit = Clock::now();
         try {
           run_unit(pname, prec, model, L, VL, spec, pat, path, *layer, m, y, results,
-                   spec.kind == Kind::kAuto && dense_keep ? &*dense_keep : nullptr);
+                   spec.kind == Kind::kAuto && dense_keep ? &*dense_keep : nullptr,
+                   spec.kind == Kind::kAuto && dense_twin ? &*dense_twin : nullptr);
           const bool host_here =
               m == o_.host_m || (m == o_.ms.front() && std::find(o_.ms.begin(), o_.ms.end(), o_.host_m) == o_.ms.end());
           if (o_.host && host_here && (spec.kind == Kind::kDense || spec.kind == Kind::kSparse))
@@ -431,7 +462,7 @@ class LayerSuite {
   void run_unit(const std::string& pname, ss::LinearPrecision prec, const Model& model, const Layer& L,
                 const Layer& VL, const VariantSpec& spec, const std::optional<ss::Pattern>& pat, ss::LinearPath path,
                 ss::SlideLinear& layer, int64_t m, DevMem& y, std::map<std::string, std::map<int64_t, Timing>>& results,
-                ss::SlideLinear* dense_ref = nullptr) {
+                ss::SlideLinear* dense_ref = nullptr, ss::SlideLinear* dense_twin = nullptr) {
     const int64_t n = L.n, k = L.k;
     Arena x = make_arena(m, VL.k);
     // First call: creates the bucket (plan, algorithm choice, buffers).
@@ -525,32 +556,17 @@ class LayerSuite {
       // The policy layer and the dense layer timed interleaved, call by call (the order swapped
       // every repetition, the L2 flushed before each call): slow drifts of clock and power hit
       // both alike, which two separate runs of --reps calls do not guarantee.
-      auto call = [&](bool dense_side, int64_t i) {
-        if (dense_side) dense_ref->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense);
-        else layer.forward(x.slot(i), m, y.get(), stream_, path);
-      };
-      for (int i = 0; i < o_.warmup; ++i) {
-        call(true, i);
-        call(false, i);
+      const auto [d, a] = paired_us(
+          [&](int64_t i) { dense_ref->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense); },
+          [&](int64_t i) { layer.forward(x.slot(i), m, y.get(), stream_, path); });
+      // Control: a second dense layer built from the same weight with the same options against the
+      // dense layer, timed the same way: the harness's floor for two identical layers.
+      if (dense_twin != nullptr) {
+        const auto [d2, t2] = paired_us(
+            [&](int64_t i) { dense_ref->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense); },
+            [&](int64_t i) { dense_twin->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense); });
+        rec["control_twin_ratio"] = d2 / t2;
       }
-      Events ev(size_t(4 * o_.reps));
-      for (int r = 0; r < o_.reps; ++r)
-        for (int h = 0; h < 2; ++h) {
-          const bool dense_side = (h == 0) == (r % 2 == 0);
-          if (flush_.bytes() > 0) BENCH_CUDA(cudaMemsetAsync(flush_.get(), (2 * r + h) & 0xFF, flush_.bytes(), stream_));
-          BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * dense_side)], stream_));
-          call(dense_side, o_.warmup + r);
-          BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * dense_side + 1)], stream_));
-        }
-      BENCH_CUDA(cudaStreamSynchronize(stream_));
-      std::vector<double> us_auto, us_dense;
-      for (int r = 0; r < o_.reps; ++r)
-        for (int side = 0; side < 2; ++side) {
-          float ms = 0;
-          BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(4 * r + 2 * side)], ev[size_t(4 * r + 2 * side + 1)]));
-          (side ? us_dense : us_auto).push_back(double(ms) * 1e3);
-        }
-      const double a = median(us_auto), d = median(us_dense);
       paired = d / a;
       rec["paired_full_us"] = a;
       rec["paired_dense_us"] = d;

@@ -290,6 +290,20 @@ def layer_markdown(env, recs):
             lines.append("Ratios from the policy layer and the dense layer timed interleaved, call by call "
                          "(`paired_speedup_vs_dense`).")
             lines.append("")
+        ctl = [r for r in autos if r.get("control_twin_ratio")]
+        if ctl:
+            lo = min(ctl, key=lambda r: r["control_twin_ratio"])
+            hi = max(ctl, key=lambda r: r["control_twin_ratio"])
+            dense_pts = [r for r in autos if r.get("path") == "dense" and pr(r)]
+            lines.append(f"Control (`control_twin_ratio`): a second dense layer built from the same weight with the "
+                         f"same options, timed against the dense layer the same way, ranges "
+                         f"{lo['control_twin_ratio']:.3f} ({lo['precision']} {lo['model']} {lo['layer']} m={lo['m']}) "
+                         f"to {hi['control_twin_ratio']:.3f} over {len(ctl)} points: the harness's floor for two "
+                         f"identical layers."
+                         + (f" Where the policy takes the dense path ({len(dense_pts)} points) its ratio ranges "
+                            f"{min(pr(r) for r in dense_pts):.3f} to {max(pr(r) for r in dense_pts):.3f}."
+                            if dense_pts else ""))
+            lines.append("")
         cross = {}
         for r in offline:
             if r["variant"].startswith("auto:"):
