@@ -227,20 +227,7 @@ struct LayerRun {
 
 ::testing::AssertionResult same_bits(const std::vector<uint16_t>& got, const uint16_t* want, int64_t m, int64_t n,
                                      const std::string& what) {
-  int64_t bad = 0;
-  std::ostringstream first;
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      const uint16_t g = got[size_t(i * n + j)], w = want[size_t(i * n + j)];
-      if (g != w) {
-        if (bad < 5)
-          first << "\n  Y[" << i << "," << j << "] = " << bf16_to_f32(g) << " (0x" << std::hex << g << std::dec
-                << "), want " << bf16_to_f32(w) << (g == kPoison16 ? " (never written)" : "");
-        ++bad;
-      }
-    }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << m * n << " elements differ" << first.str();
+  return gputest::same_bf16_bits(got.data(), want, m, n, what, kPoison16);
 }
 
 SlideLinearOptions options_for(const IntCase& c) {

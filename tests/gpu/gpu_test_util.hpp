@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <sstream>
 #include <string>
+
+#include "slidesparse/types.hpp"
 
 namespace slidesparse::gputest {
 
@@ -65,6 +69,26 @@ class TestStream {
  private:
   cudaStream_t s_ = nullptr;
 };
+
+// Y[m, n] (bf16 bits) equal to `want` bit for bit; the failure names the first 5 differences
+// (`poison`: the fill a test writes before the run, reported as "never written").
+inline ::testing::AssertionResult same_bf16_bits(const uint16_t* got, const uint16_t* want, int64_t m, int64_t n,
+                                                 const std::string& what, uint16_t poison) {
+  int64_t bad = 0;
+  std::ostringstream first;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const uint16_t g = got[size_t(i * n + j)], w = want[size_t(i * n + j)];
+      if (g != w) {
+        if (bad < 5)
+          first << "\n  Y[" << i << "," << j << "] = " << ::slidesparse::bf16_to_f32(g) << " (0x" << std::hex << g
+                << std::dec << "), want " << ::slidesparse::bf16_to_f32(w) << (g == poison ? " (never written)" : "");
+        ++bad;
+      }
+    }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": " << bad << " of " << m * n << " elements differ" << first.str();
+}
 
 }  // namespace slidesparse::gputest
 
