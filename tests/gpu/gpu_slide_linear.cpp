@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "backends/backend.hpp"
+#include "gpu/gpu_layer_util.hpp"
 #include "gpu/gpu_test_util.hpp"
 #include "slidesparse/error.hpp"
 #include "slidesparse/pattern.hpp"
@@ -58,8 +59,8 @@ namespace {
 
 bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
 
-constexpr uint8_t kPoison = 0xFF;
-constexpr uint16_t kPoison16 = 0xFFFF;
+constexpr uint8_t kPoison = gputest::kLayerPoison;
+constexpr uint16_t kPoison16 = gputest::kLayerPoison16;
 
 // SLIDESPARSE_TEST_LINEAR_BACKEND=sm90 runs every test below on the sm90 backend (our CUTLASS
 // kernels with the fused epilogue; scripts/gpu_sm90.sh does), "library" on cuSPARSELt/cuBLASLt;
@@ -70,7 +71,7 @@ LinearBackend test_backend() {
   return std::string(b) == "sm90" ? LinearBackend::kSm90 : LinearBackend::kLibrary;
 }
 
-constexpr int64_t kGuardElems = 2048;
+constexpr int64_t kGuardElems = gputest::kLayerGuardElems;
 
 using gputest::DeviceBuffer;
 using gputest::TestStream;
@@ -201,29 +202,8 @@ struct IntCase {
 }
 
 // Poisons Y (and a guard after it), runs forward(m rows), downloads Y[m, n] and the guard.
-struct LayerRun {
-  std::vector<uint16_t> y;  // [m, n]
-  bool guard_ok = true;
-};
-
-::testing::AssertionResult run_layer(SlideLinear& layer, const void* x_dev, int64_t m, void* y_dev,
-                                     size_t y_cap_elems, LinearPath path, cudaStream_t stream, LayerRun& out) {
-  const int64_t n = layer.n();
-  const size_t y_elems = size_t(m * n);
-  if (y_elems + size_t(kGuardElems) > y_cap_elems) return ::testing::AssertionFailure() << "Y buffer too small";
-  if (cudaMemsetAsync(y_dev, kPoison, (y_elems + size_t(kGuardElems)) * 2, stream) != cudaSuccess)
-    return ::testing::AssertionFailure() << "poison failed";
-  layer.forward(x_dev, m, y_dev, stream, path);
-  const cudaError_t e = cudaStreamSynchronize(stream);
-  if (e != cudaSuccess) return ::testing::AssertionFailure() << "after forward: " << cudaGetErrorString(e);
-  std::vector<uint16_t> all(y_elems + size_t(kGuardElems));
-  if (cudaMemcpy(all.data(), y_dev, all.size() * 2, cudaMemcpyDeviceToHost) != cudaSuccess)
-    return ::testing::AssertionFailure() << "download failed";
-  out.guard_ok = std::all_of(all.begin() + int64_t(y_elems), all.end(), [](uint16_t v) { return v == kPoison16; });
-  all.resize(y_elems);
-  out.y = std::move(all);
-  return ::testing::AssertionSuccess();
-}
+using gputest::LayerRun;
+using gputest::run_layer;
 
 ::testing::AssertionResult same_bits(const std::vector<uint16_t>& got, const uint16_t* want, int64_t m, int64_t n,
                                      const std::string& what) {

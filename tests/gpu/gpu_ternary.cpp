@@ -28,6 +28,7 @@
 
 #include "backends/backend.hpp"
 #include "gpu/gpu_epilogue_twin.hpp"
+#include "gpu/gpu_layer_util.hpp"
 #include "gpu/gpu_test_util.hpp"
 #include "slidesparse/pattern.hpp"
 #include "slidesparse/prune.hpp"
@@ -41,9 +42,8 @@ namespace {
 
 bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
 
-constexpr uint8_t kPoison = 0xFF;  // 0xFFFF: NaN in bf16, never a result here
-constexpr uint16_t kPoison16 = 0xFFFF;
-constexpr int64_t kGuardElems = 2048;
+constexpr uint16_t kPoison16 = gputest::kLayerPoison16;
+constexpr int64_t kGuardElems = gputest::kLayerGuardElems;
 
 #define SLIDESPARSE_REQUIRE_CUSPARSELT()                                                   \
   do {                                                                                     \
@@ -72,25 +72,8 @@ struct TernaryCase {
   }
 };
 
-// Poisons Y and a guard after it, runs forward(m rows) on `path`, downloads Y[m, n]; guard_ok says
-// whether the guard is still poison.
-::testing::AssertionResult run_layer(SlideLinear& layer, const void* x_dev, int64_t m, void* y_dev, size_t y_cap_elems,
-                                     LinearPath path, cudaStream_t stream, std::vector<uint16_t>& y, bool& guard_ok) {
-  const size_t y_elems = size_t(m * layer.n());
-  if (y_elems + size_t(kGuardElems) > y_cap_elems) return ::testing::AssertionFailure() << "Y buffer too small";
-  if (cudaMemsetAsync(y_dev, kPoison, (y_elems + size_t(kGuardElems)) * 2, stream) != cudaSuccess)
-    return ::testing::AssertionFailure() << "poison failed";
-  layer.forward(x_dev, m, y_dev, stream, path);
-  const cudaError_t e = cudaStreamSynchronize(stream);
-  if (e != cudaSuccess) return ::testing::AssertionFailure() << "after forward: " << cudaGetErrorString(e);
-  std::vector<uint16_t> all(y_elems + size_t(kGuardElems));
-  if (cudaMemcpy(all.data(), y_dev, all.size() * 2, cudaMemcpyDeviceToHost) != cudaSuccess)
-    return ::testing::AssertionFailure() << "download failed";
-  guard_ok = std::all_of(all.begin() + int64_t(y_elems), all.end(), [](uint16_t v) { return v == kPoison16; });
-  all.resize(y_elems);
-  y = std::move(all);
-  return ::testing::AssertionSuccess();
-}
+using gputest::LayerRun;
+using gputest::run_layer;
 
 ::testing::AssertionResult same_bits(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want, int64_t m,
                                      int64_t n, const std::string& what) {
@@ -157,14 +140,13 @@ void ternary_layer(const TernaryCase& c) {
   SLIDESPARSE_CUDA_ASSERT(cudaMemcpy(xd.get(), x.data(), x.size() * 2, cudaMemcpyHostToDevice));
   for (int64_t m : test_ms()) {
     SCOPED_TRACE("m=" + std::to_string(m));
-    std::vector<uint16_t> sparse, dense;
-    bool guard = false;
-    ASSERT_TRUE(run_layer(layer, xd.get(), m, yd.get(), y_cap, LinearPath::kSparse, stream.get(), sparse, guard));
-    EXPECT_TRUE(guard) << "sparse forward wrote past Y[m, n]";
-    EXPECT_TRUE(same_bits(sparse, want, m, n, "sparse path vs CPU integer oracle"));
-    ASSERT_TRUE(run_layer(layer, xd.get(), m, yd.get(), y_cap, LinearPath::kDense, stream.get(), dense, guard));
-    EXPECT_TRUE(guard) << "dense forward wrote past Y[m, n]";
-    EXPECT_TRUE(same_bits(dense, sparse, m, n, "dense path (masked ternary codes over K) vs sparse path"));
+    LayerRun sparse, dense;
+    ASSERT_TRUE(run_layer(layer, xd.get(), m, yd.get(), y_cap, LinearPath::kSparse, stream.get(), sparse));
+    EXPECT_TRUE(sparse.guard_ok) << "sparse forward wrote past Y[m, n]";
+    EXPECT_TRUE(same_bits(sparse.y, want, m, n, "sparse path vs CPU integer oracle"));
+    ASSERT_TRUE(run_layer(layer, xd.get(), m, yd.get(), y_cap, LinearPath::kDense, stream.get(), dense));
+    EXPECT_TRUE(dense.guard_ok) << "dense forward wrote past Y[m, n]";
+    EXPECT_TRUE(same_bits(dense.y, sparse.y, m, n, "dense path (masked ternary codes over K) vs sparse path"));
   }
 }
 
