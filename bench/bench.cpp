@@ -61,6 +61,8 @@ nlohmann::json run_bench(const BenchOptions& o, std::ostream& out) {
   }
   if (o.suite == "layer") {
     opts["flush_mib"] = o.flush_mib;
+    opts["flush_mode"] = o.flush_mode;
+    opts["paired_ms"] = o.paired_ms;
     opts["host"] = o.host;
     opts["host_m"] = o.host_m;
     opts["host_calls"] = o.host_calls;

@@ -73,6 +73,8 @@ struct BenchOptions {
   int dense_top_n = 8;
   double rotate_mib = 128;  // X arena (and kernel-suite weight copies): > 2x the 50 MB L2
   double flush_mib = 128;   // layer suite: L2 flush before every timed call
+  std::string flush_mode = "read";  // layer: "read" (scrub, clean L2) or "write" (memset, dirty L2)
+  double paired_ms = 250;   // layer --policy: GPU time per interleaved measurement (sets its pairs)
   int max_weight_copies = 8;
   bool host = true;  // layer suite: host-overhead records
   int64_t host_m = 16;
@@ -217,6 +219,8 @@ inline void validate(BenchOptions& o) {
   if (o.dense_top_n < 1 || o.dense_top_n > 64) bad("--dense-top-n must be in [1, 64]");
   if (!(o.rotate_mib >= 1 && o.rotate_mib <= 65536)) bad("--rotate-mib must be in [1, 65536]");
   if (!(o.flush_mib >= 0 && o.flush_mib <= 65536)) bad("--flush-mib must be in [0, 65536]");
+  if (o.flush_mode != "read" && o.flush_mode != "write") bad("--flush-mode must be read or write");
+  if (!(o.paired_ms >= 0 && o.paired_ms <= 60000)) bad("--paired-ms must be in [0, 60000]");
   if (o.max_weight_copies < 1 || o.max_weight_copies > 64) bad("--max-weight-copies must be in [1, 64]");
   if (!(o.max_seconds >= 0)) bad("--max-seconds must be >= 0 (0: no limit)");
   if (o.host_calls < 1 || o.host_batch < 1 || o.host_batch > 1000) bad("--host-calls >= 1, --host-batch in [1, 1000]");

@@ -62,6 +62,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/plan_cache.hpp"
+#include "kernels/l2_scrub.cuh"
 #include "slidesparse/error.hpp"
 #include "slidesparse/pattern.hpp"
 #include "slidesparse/prune.hpp"
@@ -156,7 +157,11 @@ class LayerSuite {
     cache_ = o_.plan_cache.empty() ? std::make_unique<ss::PlanCache>(env_.key())
                                    : ss::PlanCache::load(o_.plan_cache, env_.key());
     BENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    if (o_.flush_mib > 0) flush_ = DevMem(size_t(o_.flush_mib * 1024 * 1024));
+    if (o_.flush_mib > 0) {
+      flush_ = DevMem(size_t(o_.flush_mib * 1024 * 1024));
+      flush_sink_ = DevMem(sizeof(uint32_t));
+      BENCH_CUDA(cudaMemset(flush_.get(), 0, flush_.bytes()));  // xor 0: the scrub never writes
+    }
   }
   ~LayerSuite() { cudaStreamDestroy(stream_); }
   LayerSuite(const LayerSuite&) = delete;
@@ -226,38 +231,70 @@ class LayerSuite {
     return a;
   }
 
-  // Medians (us) of `first` and `second` timed interleaved, call by call: the order swapped every
-  // repetition, the L2 flushed before each call, --warmup untimed calls of each first.
-  std::pair<double, double> paired_us(const std::function<void(int64_t)>& first,
-                                      const std::function<void(int64_t)>& second) {
+  // The L2 flush before a timed call. read (default): the read-only scrub of a zero buffer
+  // (src/kernels/l2_scrub.cuh), which leaves clean lines only; write: a memset of the buffer,
+  // which leaves the L2 full of dirty lines that the timed call then pays to write back.
+  void flush(int salt) {
+    if (flush_.bytes() == 0) return;
+    if (o_.flush_mode == "write")
+      BENCH_CUDA(cudaMemsetAsync(flush_.get(), salt & 0xFF, flush_.bytes(), stream_));
+    else
+      BENCH_CUDA(ss::l2_scrub(flush_.get(), flush_.bytes(), 1u, reinterpret_cast<uint32_t*>(flush_sink_.get()), stream_));
+  }
+
+  struct Paired {
+    double first_us = 0, second_us = 0;  // medians of each side's calls
+    double ratio = 0;                     // median over repetitions of first / second (same pair)
+    double ratio_iqr = 0;                 // its interquartile range
+    int reps = 0;
+  };
+
+  // `first` and `second` timed interleaved, call by call: the order swapped every repetition, the
+  // L2 flushed before each call, --warmup untimed calls of each first. Repetitions: enough pairs to
+  // fill --paired-ms at `est_pair_us` per pair, at least --reps, at most 2000.
+  Paired paired_us(const std::function<void(int64_t)>& first, const std::function<void(int64_t)>& second,
+                   double est_pair_us) {
     for (int i = 0; i < o_.warmup; ++i) {
       first(i);
       second(i);
     }
-    Events ev(size_t(4 * o_.reps));
-    for (int r = 0; r < o_.reps; ++r)
+    const double want = est_pair_us > 0 ? o_.paired_ms * 1e3 / est_pair_us : 0;
+    const int reps = int(std::clamp(want, double(o_.reps), 2000.0));
+    Events ev(size_t(4 * reps));
+    for (int r = 0; r < reps; ++r)
       for (int h = 0; h < 2; ++h) {
         const int side = (h == 0) == (r % 2 == 0) ? 0 : 1;
-        if (flush_.bytes() > 0) BENCH_CUDA(cudaMemsetAsync(flush_.get(), (2 * r + h) & 0xFF, flush_.bytes(), stream_));
+        flush(2 * r + h);
         BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * side)], stream_));
         (side == 0 ? first : second)(o_.warmup + r);
         BENCH_CUDA(cudaEventRecord(ev[size_t(4 * r + 2 * side + 1)], stream_));
       }
     BENCH_CUDA(cudaStreamSynchronize(stream_));
-    std::vector<double> us[2];
-    for (int r = 0; r < o_.reps; ++r)
+    std::vector<double> us[2], ratio;
+    for (int r = 0; r < reps; ++r) {
+      double t[2];
       for (int side = 0; side < 2; ++side) {
         float ms = 0;
         BENCH_CUDA(cudaEventElapsedTime(&ms, ev[size_t(4 * r + 2 * side)], ev[size_t(4 * r + 2 * side + 1)]));
-        us[side].push_back(double(ms) * 1e3);
+        t[side] = double(ms) * 1e3;
+        us[side].push_back(t[side]);
       }
-    return {median(std::move(us[0])), median(std::move(us[1]))};
+      ratio.push_back(t[1] > 0 ? t[0] / t[1] : 1.0);
+    }
+    Paired p;
+    p.reps = reps;
+    p.first_us = median(std::move(us[0]));
+    p.second_us = median(std::move(us[1]));
+    std::sort(ratio.begin(), ratio.end());
+    p.ratio_iqr = ratio[size_t(3 * (ratio.size() - 1) / 4)] - ratio[size_t((ratio.size() - 1) / 4)];
+    p.ratio = median(std::move(ratio));
+    return p;
   }
 
   // Median us of `call(i)`, the L2 flushed before each timed call.
   double time_calls(const std::function<void(int64_t)>& call) {
     return time_events_us(call, o_.warmup, o_.reps, stream_, [&](int r) {
-      if (flush_.bytes() > 0) BENCH_CUDA(cudaMemsetAsync(flush_.get(), r & 0xFF, flush_.bytes(), stream_));
+      flush(r);
     });
   }
 
@@ -390,7 +427,10 @@ class LayerSuite {
         if (spec.kind == Kind::kAuto) {
           json probes = json::array();
           for (const auto& p : layer->crossover_probes())
-            probes.push_back({{"m", p.m}, {"sparse_us", p.sparse_us}, {"dense_us", p.dense_us}});
+            probes.push_back({{"m", p.m},
+                              {"sparse_us", p.sparse_us},
+                              {"dense_us", p.dense_us},
+                              {"dense_over_sparse", p.dense_over_sparse}});
           off["crossover_probes"] = probes;
           const int64_t db = layer->dense_below_m();
           off["dense_below_m"] = db == std::numeric_limits<int64_t>::max() ? json("never-sparse") : json(db);
@@ -556,23 +596,31 @@ class LayerSuite {
       // The policy layer and the dense layer timed interleaved, call by call (the order swapped
       // every repetition, the L2 flushed before each call): slow drifts of clock and power hit
       // both alike, which two separate runs of --reps calls do not guarantee.
-      const auto [d, a] = paired_us(
+      // Estimated pair time: both calls plus both flushes (a flush reads flush_mib at ~3 TB/s).
+      const double est_pair = 2 * (have_dense ? dense->second.full_us : t.full_us) + 2 * (o_.flush_mib / 3.0);
+      const Paired p = paired_us(
           [&](int64_t i) { dense_ref->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense); },
-          [&](int64_t i) { layer.forward(x.slot(i), m, y.get(), stream_, path); });
+          [&](int64_t i) { layer.forward(x.slot(i), m, y.get(), stream_, path); }, est_pair);
       // Control: a second dense layer built from the same weight with the same options against the
       // dense layer, timed the same way: the harness's floor for two identical layers.
       if (dense_twin != nullptr) {
-        const auto [d2, t2] = paired_us(
+        const Paired c = paired_us(
             [&](int64_t i) { dense_ref->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense); },
-            [&](int64_t i) { dense_twin->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense); });
-        rec["control_twin_ratio"] = d2 / t2;
+            [&](int64_t i) { dense_twin->forward(x.slot(i), m, y.get(), stream_, ss::LinearPath::kDense); },
+            est_pair);
+        rec["control_twin_ratio"] = c.ratio;
+        rec["control_twin_ratio_of_medians"] = c.first_us / c.second_us;
+        rec["control_twin_ratio_iqr"] = c.ratio_iqr;
       }
-      paired = d / a;
-      rec["paired_full_us"] = a;
-      rec["paired_dense_us"] = d;
+      paired = p.ratio;
+      rec["paired_full_us"] = p.second_us;
+      rec["paired_dense_us"] = p.first_us;
       rec["paired_speedup_vs_dense"] = paired;
-      results[spec.name][m].paired_us = a;
-      results[spec.name][m].paired_dense_us = d;
+      rec["paired_ratio_of_medians"] = p.first_us / p.second_us;
+      rec["paired_ratio_iqr"] = p.ratio_iqr;
+      rec["paired_reps"] = p.reps;
+      results[spec.name][m].paired_us = p.second_us;
+      results[spec.name][m].paired_dense_us = p.first_us;
     }
     if (spec.kind == Kind::kAuto && (have_dense || paired > 0)) {
       // The interleaved ratio where it was measured, else the two separate medians'.
@@ -783,7 +831,7 @@ class LayerSuite {
   Tally tally_;
   std::unique_ptr<ss::PlanCache> cache_;
   cudaStream_t stream_ = nullptr;
-  DevMem flush_, copy_src_, copy_dst_;
+  DevMem flush_, flush_sink_, copy_src_, copy_dst_;
   std::map<size_t, double> copy_us_;
   uint64_t w_seed_ = 0;
   std::vector<float> bias_;

@@ -69,7 +69,15 @@ BenchCommands::BenchCommands(CLI::App& app, const std::function<void(CLI::App*)>
   b->add_option("--dense-top-n", bo_.dense_top_n, "kernel: cuBLASLt heuristic candidates timed")->capture_default_str();
   b->add_option("--rotate-mib", bo_.rotate_mib, "X arena (and kernel-suite weight copies), MiB: keep above 2x L2")
       ->capture_default_str();
-  b->add_option("--flush-mib", bo_.flush_mib, "layer: L2 flush (memset) before every timed call, MiB (0: none)")
+  b->add_option("--flush-mib", bo_.flush_mib, "layer: L2 flush before every timed call, MiB (0: none)")
+      ->capture_default_str();
+  b->add_option("--flush-mode", bo_.flush_mode,
+                "layer: read = a read-only scrub of the flush buffer (the L2 left clean: nothing for the timed call to "
+                "write back); write = a memset of it (the L2 left dirty)")
+      ->capture_default_str();
+  b->add_option("--paired-ms", bo_.paired_ms,
+                "layer --policy: GPU time per interleaved policy/dense measurement; sets its pairs (at least --reps, "
+                "at most 2000)")
       ->capture_default_str();
   b->add_option("--max-weight-copies", bo_.max_weight_copies, "kernel: weight copies (plans) rotated at most")
       ->capture_default_str();

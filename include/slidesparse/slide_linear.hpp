@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "slidesparse/crossover.hpp"  // CrossoverProbe, the rule
 #include "slidesparse/pattern.hpp"
 #include "slidesparse/types.hpp"
 
@@ -57,8 +58,10 @@ struct SlideLinearOptions {
   Pattern pattern = Pattern::from_n(4);  // 6:8
   LinearPrecision precision = LinearPrecision::kI8;
   // m below which forward takes the dense path. -1: measured in from_dense (full layer, sparse vs
-  // dense, at m = 16, 64, 256, 1024, 4096; the smallest probe from which sparse is never slower;
-  // dense for every m when sparse loses at the largest probe). 0: never dense.
+  // dense, timed in interleaved pairs at m = 16, 64, 256, 1024, 4096, 16384 with the L2 scrubbed
+  // before each call; crossover_from_probes in crossover.hpp: the smallest probe from which sparse
+  // is at least 1% faster at every larger probe; dense for every m when it is not at the largest).
+  // 0: never dense.
   int64_t dense_below_m = -1;
   bool search = true;  // measure GEMM algorithms when a bucket is created (else library defaults)
   int search_iters = 10;  // timed launches per candidate algorithm during that search
@@ -87,12 +90,6 @@ enum LinearStage : unsigned {
   kStageGemm = 2u,      // the GEMM into the bucket's output (a fused sm90 plan: straight into Y)
   kStageEpilogue = 4u,  // scale_epilogue into Y (nothing for a fused sm90 plan)
   kStageAll = 7u,
-};
-
-// One crossover probe: full-layer median times of both paths at m.
-struct CrossoverProbe {
-  int64_t m = 0;
-  double sparse_us = 0, dense_us = 0;
 };
 
 class SlideLinear {

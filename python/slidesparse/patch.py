@@ -32,23 +32,44 @@ def patch_model(model: torch.nn.Module, pattern="6:8", precision: str = "fp8", i
                 exclude: Patterns = None, method: str = "magnitude", act_norms: Optional[dict] = None,
                 dense_below_m: int = -1, search=True, path: str = "auto") -> dict:
     """Replaces the target linears of `model` in place by SlideLinear.from_linear(...). Layers of one
-    shape share GEMM algorithm choices. Returns {name: original module} (for unpatch_model).
+    shape share GEMM algorithm choices and, with dense_below_m=-1, the crossover measured on the
+    first of them (the probes time both paths up to 16384 rows: once per shape, not per layer).
+    Returns {name: original module} (for unpatch_model).
     act_norms: {name: norm[k]} for method="wanda". pattern="dense": the quantized dense baseline."""
     names = target_linears(model, include, exclude)
     if not names:
         raise ValueError("patch_model: no nn.Linear matches the target rule (include/exclude)")
     cache = _lib.PlanCache()
+    crossovers = _SharedCrossover(dense_below_m)
     originals = {}
     for name in names:
         lin = model.get_submodule(name)
         norm = None if act_norms is None else act_norms.get(name)
+        key = (tuple(lin.weight.shape), str(pattern), str(precision))
         sl = SlideLinear.from_linear(lin, pattern=pattern, precision=precision, method=method, act_norm=norm,
-                                     dense_below_m=dense_below_m, search=search, plan_cache=cache)
+                                     dense_below_m=crossovers.get(key), search=search, plan_cache=cache)
+        crossovers.put(key, sl)
         if sl.pattern_n is not None:
             sl.path = path
         _set_module(model, name, sl)
         originals[name] = lin
     return originals
+
+
+class _SharedCrossover:
+    """dense_below_m per layer kind: the caller's value, or with -1 the crossover the first layer of
+    that (shape, pattern, precision) measured."""
+
+    def __init__(self, dense_below_m: int):
+        self.requested = dense_below_m
+        self.known = {}
+
+    def get(self, key) -> int:
+        return self.known.get(key, self.requested) if self.requested == -1 else self.requested
+
+    def put(self, key, sl: "SlideLinear") -> None:
+        if self.requested == -1 and key not in self.known and sl.pattern_n is not None:
+            self.known[key] = sl.dense_below_m
 
 
 def unpatch_model(model: torch.nn.Module, originals: dict) -> None:
@@ -92,6 +113,7 @@ def load_pruned(model: torch.nn.Module, path: str, precision: Optional[str] = No
     if strict and plan.missing:
         raise CheckpointError(f"{path}: pruned layers not in the model: {', '.join(plan.missing[:5])}")
     cache = _lib.PlanCache()
+    crossovers = _SharedCrossover(dense_below_m)
     if load_others:
         with torch.no_grad():
             for name in plan.other:
@@ -101,12 +123,13 @@ def load_pruned(model: torch.nn.Module, path: str, precision: Optional[str] = No
         lin = model.get_submodule(it.module)
         bias = _tensor(ckpt, it.bias) if it.bias else (None if lin.bias is None else lin.bias.detach())
         dev = lin.weight.device if lin.weight.device.type == "cuda" else None
+        key = (it.n, it.k, it.pattern_n, it.precision if it.scale is not None else (precision or "bf16"))
         if it.scale is not None:
             if precision is not None and precision not in (("int8", "i8") if it.precision == "i8" else ("fp8", "e4m3")):
                 raise CheckpointError(f"{it.weight}: stored as {it.precision}; cannot load as {precision}")
             sl = SlideLinear.from_quantized(_tensor(ckpt, it.weight), _tensor(ckpt, it.scale), pattern=it.pattern_n,
-                                            bias=bias, dense_below_m=dense_below_m, search=search, plan_cache=cache,
-                                            device=dev)
+                                            bias=bias, dense_below_m=crossovers.get(key), search=search,
+                                            plan_cache=cache, device=dev)
         else:
             w = _tensor(ckpt, it.weight)
             tmp = torch.nn.Linear(it.k, it.n, bias=bias is not None)
@@ -115,7 +138,9 @@ def load_pruned(model: torch.nn.Module, path: str, precision: Optional[str] = No
                 if bias is not None:
                     tmp.bias = torch.nn.Parameter(bias.float().cpu(), requires_grad=False)
             sl = SlideLinear.from_linear(tmp, pattern=it.pattern_n, precision=precision or "bf16",
-                                         dense_below_m=dense_below_m, search=search, plan_cache=cache, device=dev)
+                                         dense_below_m=crossovers.get(key), search=search, plan_cache=cache,
+                                         device=dev)
+        crossovers.put(key, sl)
         _set_module(model, it.module, sl)
         originals[it.module] = lin
     return originals

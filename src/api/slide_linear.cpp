@@ -26,6 +26,7 @@
 #include "backends/check.hpp"
 #include "backends/detail.hpp"
 #include "kernels/epilogue.cuh"
+#include "kernels/l2_scrub.cuh"
 #include "kernels/nm_mask.cuh"
 #include "kernels/quant_lift.cuh"
 #include "kernels/weight_prep.cuh"
@@ -66,12 +67,12 @@ constexpr int64_t kDenseKAlign = 16;   // cuBLASLt 8-bit operands: k % 16 == 0 (
 // (gemm_layout's n_cols: 32 for 8-bit inputs, 16 for 16-bit ones), the padding rows zero, so that
 // GemmPlan::update_weight can read its n_cols rows straight from them.
 constexpr int64_t kWeightRowAlign = 32;
-constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
-// Crossover probes: decode-sized to prefill-sized m; sparse GEMMs win, if at all, from the
-// hundreds to the thousands of rows on H100 (BRIEF 4). Each probe creates both buckets.
-constexpr int64_t kProbeMs[] = {16, 64, 256, 1024, 4096};
+constexpr int64_t kNever = kCrossoverNever;
+// Crossover probes (kCrossoverProbeMs, crossover.hpp): each creates both buckets, then times
+// kProbePairs interleaved pairs. Also the warmup and iterations of time_plan (backend choice).
 constexpr int kProbeWarmup = 2;
 constexpr int kProbeIters = 10;
+constexpr int kProbePairs = 15;
 
 static_assert((SlideLinear::kMinBucketRows << (kBucketSlots - 1)) == SlideLinear::kMaxBucketRows);
 
@@ -357,26 +358,55 @@ struct SlideLinear::Impl {
     run_gemm_epilogue(*b.plan, xq, scale, d, m, y, stream, stages);
   }
 
-  // Full-layer median time of both paths at each probe m; the crossover is the smallest probe
-  // from which the sparse path is never slower. Buckets no m will use afterwards are freed.
+  // Both paths' full layer at each probe m (kCrossoverProbeMs), timed in interleaved pairs (the
+  // order swapped every pair) with the L2 scrubbed before each call, as a layer inside a model
+  // finds it: its weight and X in DRAM, nothing dirty to write back. The crossover is
+  // crossover_from_probes (crossover.hpp). Buckets no m will use afterwards are freed.
   void measure_crossover(cudaStream_t stream) {
-    const int64_t max_probe = kProbeMs[std::size(kProbeMs) - 1];
+    const int64_t max_probe = kCrossoverProbeMs[std::size(kCrossoverProbeMs) - 1];
     detail::DeviceMemory x(size_t(max_probe * k) * 2), y(size_t(max_probe * n) * 2);
     detail::fill_random_rows(x.get(), max_probe, k, DType::kBF16, stream);
-    for (int64_t pm : kProbeMs) {
+    // Scrub buffer: twice the L2 (at least 64 MiB), zero, so its xor is 0 and never 1.
+    const size_t scrub_bytes = std::max<size_t>(2 * l2_cache_bytes(), size_t(64) << 20);
+    detail::DeviceMemory scrub(scrub_bytes), sink(sizeof(uint32_t));
+    SLIDESPARSE_CUDA_CHECK(cudaMemsetAsync(scrub.get(), 0, scrub_bytes, stream));
+    auto* sink_word = static_cast<uint32_t*>(sink.get());
+    for (int64_t pm : kCrossoverProbeMs) {
+      const Bucket& bs = bucket(false, pm, stream);
+      const Bucket& bd = bucket(true, pm, stream);
+      auto call = [&](const Bucket& b) { run(b, x.get(), pm, y.get(), stream, kStageAll); };
+      for (int i = 0; i < kProbeWarmup; ++i) {
+        call(bs);
+        call(bd);
+      }
+      std::vector<detail::Event> ev(size_t(4 * kProbePairs));
+      for (int i = 0; i < kProbePairs; ++i)
+        for (int h = 0; h < 2; ++h) {
+          const bool dense = (h == 0) == (i % 2 == 0);
+          SLIDESPARSE_CUDA_CHECK(l2_scrub(scrub.get(), scrub_bytes, 1u, sink_word, stream));
+          const size_t e = size_t(4 * i + (dense ? 2 : 0));
+          SLIDESPARSE_CUDA_CHECK(cudaEventRecord(ev[e].get(), stream));
+          call(dense ? bd : bs);
+          SLIDESPARSE_CUDA_CHECK(cudaEventRecord(ev[e + 1].get(), stream));
+        }
+      SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
+      std::vector<double> ts, td, ratio;
+      for (int i = 0; i < kProbePairs; ++i) {
+        float ms_s = 0, ms_d = 0;
+        SLIDESPARSE_CUDA_CHECK(cudaEventElapsedTime(&ms_s, ev[size_t(4 * i)].get(), ev[size_t(4 * i + 1)].get()));
+        SLIDESPARSE_CUDA_CHECK(cudaEventElapsedTime(&ms_d, ev[size_t(4 * i + 2)].get(), ev[size_t(4 * i + 3)].get()));
+        ts.push_back(ms_s);
+        td.push_back(ms_d);
+        ratio.push_back(ms_s > 0 ? double(ms_d) / ms_s : 1.0);
+      }
       CrossoverProbe pr;
       pr.m = pm;
-      for (const bool dense : {false, true}) {
-        const Bucket& b = bucket(dense, pm, stream);
-        const double us = detail::time_launches_us(
-            [&] { run(b, x.get(), pm, y.get(), stream, kStageAll); }, kProbeWarmup, kProbeIters, stream);
-        (dense ? pr.dense_us : pr.sparse_us) = us;
-      }
+      pr.sparse_us = detail::median_of(std::move(ts)) * 1e3;
+      pr.dense_us = detail::median_of(std::move(td)) * 1e3;
+      pr.dense_over_sparse = detail::median_of(std::move(ratio));
       probes.push_back(pr);
     }
-    size_t first = probes.size();
-    while (first > 0 && probes[first - 1].sparse_us <= probes[first - 1].dense_us) --first;
-    dense_below = first == probes.size() ? kNever : first == 0 ? 0 : probes[first].m;
+    dense_below = crossover_from_probes(probes);
 
     // Sparse serves m >= dense_below, dense m < dense_below.
     for (int s = 0; s < kBucketSlots; ++s) {
@@ -860,7 +890,8 @@ std::string SlideLinear::describe() const {
       I.k_sparse, I.k_dense, I.has_bias, I.dense_below == kNever ? std::string("never-sparse")
                                                                  : std::to_string(I.dense_below));
   for (const auto& p : I.probes)
-    s += fmt::format("\n  probe m={}: sparse {:.1f} us, dense {:.1f} us", p.m, p.sparse_us, p.dense_us);
+    s += fmt::format("\n  probe m={}: sparse {:.1f} us, dense {:.1f} us, dense/sparse {:.3f} (pairwise median)", p.m,
+                     p.sparse_us, p.dense_us, p.dense_over_sparse);
   std::lock_guard<std::mutex> lock(I.mu);
   for (const auto* slots : {&I.sparse_slots, &I.dense_slots})
     for (const auto& b : *slots)

@@ -85,6 +85,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadOptions{{"bench", "--suite", "layer", "--search-iters", "0"}, {"--search-iters"}},
         BadOptions{{"bench", "--suite", "layer", "--max-seconds", "-1"}, {"--max-seconds"}},
         BadOptions{{"bench", "--suite", "layer", "--flush-mib", "-5"}, {"--flush-mib"}},
+        BadOptions{{"bench", "--suite", "layer", "--flush-mode", "both"}, {"--flush-mode", "read or write"}},
+        BadOptions{{"bench", "--suite", "layer", "--paired-ms", "-1"}, {"--paired-ms", "[0, 60000]"}},
         BadOptions{{"bench", "--suite", "load", "--ms", "16,64"}, {"--ms takes one value"}},
         BadOptions{{"bench", "--suite", "load", "--cpu-layers", "29"}, {"--cpu-layers 29", "28 decoder layers"}},
         BadOptions{{"bench", "--suite", "kernel", "--cpu-layers", "2"}, {"--cpu-layers", "load suite only"}},

@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -504,7 +505,7 @@ TEST(SlideLinear, UnwarmedBucketUnderCaptureIsRejected) {
 // dense_below_m = -1: the crossover is measured at build; whatever it picks, every m is exact.
 TEST(SlideLinear, MeasuredCrossoverPicksAPathThatIsExact) {
   SLIDESPARSE_REQUIRE_CUSPARSELT();
-  if (quick()) GTEST_SKIP() << "SLIDESPARSE_GPU_TEST_QUICK: the crossover probes (up to 4096 rows) are left out";
+  if (quick()) GTEST_SKIP() << "SLIDESPARSE_GPU_TEST_QUICK: the crossover probes (up to 16384 rows) are left out";
   IntCase c;
   c.precision = LinearPrecision::kI8;
   c.pattern = Pattern::from_n(4);
@@ -518,12 +519,16 @@ TEST(SlideLinear, MeasuredCrossoverPicksAPathThatIsExact) {
   o.search = true;
   SlideLinear layer = SlideLinear::from_dense(c.w.data(), c.n, c.k, o);
   const auto& probes = layer.crossover_probes();
-  ASSERT_EQ(probes.size(), 5u);
-  for (const auto& p : probes) {
+  ASSERT_EQ(probes.size(), std::size(kCrossoverProbeMs));
+  for (size_t i = 0; i < probes.size(); ++i) {
+    const auto& p = probes[i];
+    EXPECT_EQ(p.m, kCrossoverProbeMs[i]);
     EXPECT_GT(p.sparse_us, 0.0) << "m=" << p.m;
     EXPECT_GT(p.dense_us, 0.0) << "m=" << p.m;
+    EXPECT_GT(p.dense_over_sparse, 0.0) << "m=" << p.m;
   }
   const int64_t cross = layer.dense_below_m();
+  EXPECT_EQ(cross, crossover_from_probes(probes));
   EXPECT_TRUE(cross == 0 || cross == std::numeric_limits<int64_t>::max() ||
               std::any_of(probes.begin(), probes.end(), [&](const auto& p) { return p.m == cross; }))
       << cross;

@@ -13,6 +13,8 @@ Checks (docs/TESTING.md, "Python extension"):
      SLIDESPARSE_TEST_CKPT names the directory holding dense/, int8/ and fp8/
   G  SlideLinear.from_linear with the weight prepared on the GPU == on the host, bit for bit (int8, fp8,
      bf16 x 6:8, 2:4, both paths); update_weight_ == a fresh layer; bad shapes, dtypes, codes rejected
+  H  patch_model(dense_below_m=-1) probes the crossover once per layer shape (probes up to 16384 rows)
+     and every other layer of that shape takes the same crossover
 SLIDESPARSE_TEST_ONLY=<letters> runs only those checks.
 """
 import copy
@@ -449,13 +451,37 @@ def test_load_pruned():
     return "load_pruned == patch_model bit for bit: " + ",".join(out)
 
 
+def test_shared_crossover():
+    """patch_model with dense_below_m=-1 measures the crossover once per (shape, pattern, precision):
+    the first layer of a shape carries the probes, the others take its resolved crossover."""
+    pm = make_model("llama")
+    slidesparse.patch_model(pm, "6:8", "int8", dense_below_m=-1)
+    groups = {}
+    for name, mod in pm.named_modules():
+        if isinstance(mod, slidesparse.SlideLinear):
+            groups.setdefault((mod.out_features, mod.in_features), []).append((name, mod))
+    require(groups, "no SlideLinear after patch_model")
+    shared = 0
+    for shape, mods in groups.items():
+        first = mods[0][1]
+        require("probe m=16384" in first.describe(), f"{shape}: the first layer has no probes up to 16384:\n"
+                + first.describe())
+        for name, mod in mods[1:]:
+            require(mod.dense_below_m == first.dense_below_m,
+                    f"{name}: dense_below_m {mod.dense_below_m} != {first.dense_below_m} of {mods[0][0]}")
+            require("probe m=" not in mod.describe(), f"{name}: probed again although its shape was measured")
+            shared += 1
+    require(shared > 0, "the model has no two layers of one shape")
+    return f"{len(groups)} shapes probed once; {shared} layers took a shared crossover"
+
+
 def main():
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, lib {_lib.library_path()}")
     only = os.environ.get("SLIDESPARSE_TEST_ONLY", "")  # e.g. "CG": run those checks alone
     for name, fn in (("A quant_lift op vs reference", test_quant_lift), ("B opcheck", test_opcheck),
                      ("C SlideLinear exact", test_layer_exact), ("D patched models vs masked dense", test_models),
                      ("E cuda graph + torch.compile", test_graph_and_compile), ("F load_pruned", test_load_pruned),
-                     ("G device weight prep", test_device_prep)):
+                     ("G device weight prep", test_device_prep), ("H crossover shared per shape", test_shared_crossover)):
         if not only or name[0] in only:
             check(name, fn)
     failed = [r for r in RESULTS if not r["ok"]]
