@@ -63,6 +63,7 @@ nlohmann::json run_bench(const BenchOptions& o, std::ostream& out) {
     opts["flush_mib"] = o.flush_mib;
     opts["flush_mode"] = o.flush_mode;
     opts["paired_ms"] = o.paired_ms;
+    opts["bind_gemm_graphs"] = o.bind;
     opts["host"] = o.host;
     opts["host_m"] = o.host_m;
     opts["host_calls"] = o.host_calls;

@@ -74,6 +74,7 @@ struct BenchOptions {
   double rotate_mib = 128;  // X arena (and kernel-suite weight copies): > 2x the 50 MB L2
   double flush_mib = 128;   // layer suite: L2 flush before every timed call
   std::string flush_mode = "read";  // layer: "read" (scrub, clean L2) or "write" (memset, dirty L2)
+  bool bind = true;         // layer: SlideLinearOptions::bind_gemm_graphs (--no-bind: library calls)
   double paired_ms = 250;   // layer --policy: GPU time per interleaved measurement (sets its pairs)
   int max_weight_copies = 8;
   bool host = true;  // layer suite: host-overhead records

@@ -405,6 +405,7 @@ class LayerSuite {
         lo.plan_cache = cache_.get();
         lo.dense_below_m = spec.kind == Kind::kAuto ? -1 : 0;
         lo.backend = spec.sm90 ? ss::LinearBackend::kSm90 : ss::LinearBackend::kLibrary;
+        lo.bind_gemm_graphs = o_.bind;
         if (pat) lo.pattern = *pat;
         else lo.dense_only = true;
         const auto t0 = Clock::now();
@@ -430,7 +431,8 @@ class LayerSuite {
             probes.push_back({{"m", p.m},
                               {"sparse_us", p.sparse_us},
                               {"dense_us", p.dense_us},
-                              {"dense_over_sparse", p.dense_over_sparse}});
+                              {"dense_over_sparse", p.dense_over_sparse},
+                              {"pairs", p.pairs}});
           off["crossover_probes"] = probes;
           const int64_t db = layer->dense_below_m();
           off["dense_below_m"] = db == std::numeric_limits<int64_t>::max() ? json("never-sparse") : json(db);

@@ -81,6 +81,9 @@ BenchCommands::BenchCommands(CLI::App& app, const std::function<void(CLI::App*)>
       ->capture_default_str();
   b->add_option("--max-weight-copies", bo_.max_weight_copies, "kernel: weight copies (plans) rotated at most")
       ->capture_default_str();
+  b->add_flag("--no-bind", no_bind_,
+              "layer: call the GEMM library on every forward instead of launching the graph recorded on the bucket's "
+              "buffers (SlideLinearOptions::bind_gemm_graphs = false)");
   b->add_flag("--no-host", no_host_, "layer: skip the host-overhead and graph-replay records");
   b->add_option("--host-m", bo_.host_m, "layer: m of the host-overhead measurement")->capture_default_str();
   b->add_option("--host-calls", bo_.host_calls, "layer: forward() calls timed on the host")->capture_default_str();
@@ -135,6 +138,7 @@ int BenchCommands::run(nlohmann::json& r, bool json_out, int threads) {
     bo_.threads = threads;
     bo_.search = !no_search_;
     bo_.host = !no_host_;
+    bo_.bind = !no_bind_;
     bench::validate(bo_);
 #if SLIDESPARSE_GPU_BENCH
     r = bench::run_bench(bo_, table);

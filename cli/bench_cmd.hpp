@@ -27,7 +27,7 @@ class BenchCommands {
   CLI::App* tune_ = nullptr;
   bench::BenchOptions bo_;
   bench::TuneOptions to_;
-  bool no_search_ = false, no_host_ = false;
+  bool no_search_ = false, no_host_ = false, no_bind_ = false;
 };
 
 }  // namespace slidesparse::cli

@@ -60,7 +60,7 @@ struct SlideLinearOptions {
   // m below which forward takes the dense path. -1: measured in from_dense (full layer, sparse vs
   // dense, timed in interleaved pairs at m = 16, 64, 256, 1024, 4096, 16384 with the L2 scrubbed
   // before each call; crossover_from_probes in crossover.hpp: the smallest probe from which sparse
-  // is at least 1% faster at every larger probe; dense for every m when it is not at the largest).
+  // is at least 3% faster at every larger probe; dense for every m when it is not at the largest).
   // 0: never dense.
   int64_t dense_below_m = -1;
   bool search = true;  // measure GEMM algorithms when a bucket is created (else library defaults)

@@ -69,10 +69,14 @@ constexpr int64_t kDenseKAlign = 16;   // cuBLASLt 8-bit operands: k % 16 == 0 (
 constexpr int64_t kWeightRowAlign = 32;
 constexpr int64_t kNever = kCrossoverNever;
 // Crossover probes (kCrossoverProbeMs, crossover.hpp): each creates both buckets, then times
-// kProbePairs interleaved pairs. Also the warmup and iterations of time_plan (backend choice).
+// interleaved pairs: enough to fill kProbeTargetUs of GPU time (the power-capped clock settles over
+// tens of milliseconds), at least kProbeMinPairs, at most kProbeMaxPairs. kProbeWarmup and
+// kProbeIters are also time_plan's (the backend choice).
 constexpr int kProbeWarmup = 2;
 constexpr int kProbeIters = 10;
-constexpr int kProbePairs = 15;
+constexpr int kProbeMinPairs = 15;
+constexpr int kProbeMaxPairs = 400;
+constexpr double kProbeTargetUs = 100000;
 
 static_assert((SlideLinear::kMinBucketRows << (kBucketSlots - 1)) == SlideLinear::kMaxBucketRows);
 
@@ -375,15 +379,29 @@ struct SlideLinear::Impl {
       const Bucket& bs = bucket(false, pm, stream);
       const Bucket& bd = bucket(true, pm, stream);
       auto call = [&](const Bucket& b) { run(b, x.get(), pm, y.get(), stream, kStageAll); };
+      auto scrub_l2 = [&] { SLIDESPARSE_CUDA_CHECK(l2_scrub(scrub.get(), scrub_bytes, 1u, sink_word, stream)); };
       for (int i = 0; i < kProbeWarmup; ++i) {
         call(bs);
         call(bd);
       }
-      std::vector<detail::Event> ev(size_t(4 * kProbePairs));
-      for (int i = 0; i < kProbePairs; ++i)
+      // One pair (scrubs included) timed whole: the number of pairs to fill kProbeTargetUs.
+      detail::Event e0, e1;
+      SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e0.get(), stream));
+      scrub_l2();
+      call(bs);
+      scrub_l2();
+      call(bd);
+      SLIDESPARSE_CUDA_CHECK(cudaEventRecord(e1.get(), stream));
+      SLIDESPARSE_CUDA_CHECK(cudaEventSynchronize(e1.get()));
+      float pair_ms = 0;
+      SLIDESPARSE_CUDA_CHECK(cudaEventElapsedTime(&pair_ms, e0.get(), e1.get()));
+      const double want = pair_ms > 0 ? kProbeTargetUs / (double(pair_ms) * 1e3) : kProbeMinPairs;
+      const int pairs = int(std::clamp(want, double(kProbeMinPairs), double(kProbeMaxPairs)));
+      std::vector<detail::Event> ev(size_t(4 * pairs));
+      for (int i = 0; i < pairs; ++i)
         for (int h = 0; h < 2; ++h) {
           const bool dense = (h == 0) == (i % 2 == 0);
-          SLIDESPARSE_CUDA_CHECK(l2_scrub(scrub.get(), scrub_bytes, 1u, sink_word, stream));
+          scrub_l2();
           const size_t e = size_t(4 * i + (dense ? 2 : 0));
           SLIDESPARSE_CUDA_CHECK(cudaEventRecord(ev[e].get(), stream));
           call(dense ? bd : bs);
@@ -391,7 +409,7 @@ struct SlideLinear::Impl {
         }
       SLIDESPARSE_CUDA_CHECK(cudaStreamSynchronize(stream));
       std::vector<double> ts, td, ratio;
-      for (int i = 0; i < kProbePairs; ++i) {
+      for (int i = 0; i < pairs; ++i) {
         float ms_s = 0, ms_d = 0;
         SLIDESPARSE_CUDA_CHECK(cudaEventElapsedTime(&ms_s, ev[size_t(4 * i)].get(), ev[size_t(4 * i + 1)].get()));
         SLIDESPARSE_CUDA_CHECK(cudaEventElapsedTime(&ms_d, ev[size_t(4 * i + 2)].get(), ev[size_t(4 * i + 3)].get()));
@@ -401,6 +419,7 @@ struct SlideLinear::Impl {
       }
       CrossoverProbe pr;
       pr.m = pm;
+      pr.pairs = pairs;
       pr.sparse_us = detail::median_of(std::move(ts)) * 1e3;
       pr.dense_us = detail::median_of(std::move(td)) * 1e3;
       pr.dense_over_sparse = detail::median_of(std::move(ratio));

@@ -34,7 +34,7 @@ TEST(Crossover, DefaultProbesSpanDecodeToPrefill) {
   EXPECT_EQ(kCrossoverProbeMs[0], 16);
   EXPECT_EQ(kCrossoverProbeMs[5], 16384);
   for (size_t i = 1; i < std::size(kCrossoverProbeMs); ++i) EXPECT_GT(kCrossoverProbeMs[i], kCrossoverProbeMs[i - 1]);
-  EXPECT_EQ(kCrossoverMargin, 0.01);
+  EXPECT_EQ(kCrossoverMargin, 0.03);
 }
 
 TEST(Crossover, NoProbesMeansAlwaysDense) { EXPECT_EQ(crossover_from_probes({}), kCrossoverNever); }
@@ -70,6 +70,9 @@ TEST(Crossover, ALossAtTheLargestProbeMeansAlwaysDense) {
 TEST(Crossover, TiesWithinTheMarginGoDense) {
   EXPECT_EQ(crossover_from_probes(probes_of({0.5, 0.5, 1.0, 1.0, 1.0, 1.0})), kCrossoverNever);
   EXPECT_EQ(crossover_from_probes(probes_of({0.5, 0.5, 1.25, 1.25, 1.0, 1.25})), 16384);
+  // 1.02 is a 2% win: below the default 3% margin, above a 1% one.
+  EXPECT_EQ(crossover_from_probes(probes_of({0.5, 0.5, 1.25, 1.25, 1.25, 1.02})), kCrossoverNever);
+  EXPECT_EQ(crossover_from_probes(probes_of({0.5, 0.5, 1.25, 1.25, 1.25, 1.02}), 0.01), 256);
   // Power-of-two margins keep the boundary exact: ratio == 1 + margin wins, one ulp below loses.
   EXPECT_EQ(crossover_from_probes(probes_of({0.5, 1.0625, 1.0625, 1.0625, 1.0625, 1.0625}), 0.0625), 64);
   EXPECT_EQ(crossover_from_probes(probes_of({0.5, 1.0625, 1.0625, 1.0625, 1.0625, std::nextafter(1.0625, 0.0)}),
