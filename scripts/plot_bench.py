@@ -287,8 +287,13 @@ def layer_markdown(env, recs):
         lines.append("## Small-m policy: SlideLinear with its measured crossover vs the dense layer (bar: >= 0.98)")
         lines.append("")
         if paired:
+            pairwise = any(r.get("paired_reps") for r in autos)
             lines.append("Ratios from the policy layer and the dense layer timed interleaved, call by call "
-                         "(`paired_speedup_vs_dense`).")
+                         "(`paired_speedup_vs_dense`" +
+                         ("; per layer the median over call pairs of dense / policy, "
+                          f"{min(r['paired_reps'] for r in autos if r.get('paired_reps'))}–"
+                          f"{max(r['paired_reps'] for r in autos if r.get('paired_reps'))} pairs a point; four "
+                          "linears: the per-layer medians summed)." if pairwise else ")."))
             lines.append("")
         ctl = [r for r in autos if r.get("control_twin_ratio")]
         if ctl:
