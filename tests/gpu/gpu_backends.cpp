@@ -54,15 +54,7 @@ namespace {
 
 constexpr uint8_t kPoison = 0x7F;  // i32 0x7F7F7F7F, f32 3.4e38, bf16 3.4e38, f16 NaN: never a result
 
-#define SLIDESPARSE_REQUIRE_CUSPARSELT()                                                       \
-  do {                                                                                         \
-    SLIDESPARSE_REQUIRE_GPU();                                                                 \
-    if (!cusparselt_compiled())                                                                \
-      GTEST_SKIP() << "this build has no cuSPARSELt (run scripts/fetch_cusparselt.sh and "     \
-                      "reconfigure): sparse backend not tested";                               \
-  } while (0)
-
-bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
+using gputest::quick;
 
 int device_sm() {
   int dev = 0, major = 0, minor = 0;

@@ -31,7 +31,7 @@
 namespace slidesparse {
 namespace {
 
-bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
+using gputest::quick;
 
 constexpr uint8_t kPoison = 0xFF;      // 0xFFFF: NaN in bf16 and f16
 constexpr size_t kGuardBytes = 4096;   // checked after Y's last row

@@ -68,15 +68,7 @@ using testing::TempDir;
 using testing::TinyModel;
 using testing::TinyShape;
 
-#define SLIDESPARSE_REQUIRE_CUSPARSELT()                                                       \
-  do {                                                                                         \
-    SLIDESPARSE_REQUIRE_GPU();                                                                 \
-    if (!cusparselt_compiled())                                                                \
-      GTEST_SKIP() << "this build has no cuSPARSELt (run scripts/fetch_cusparselt.sh and "     \
-                      "reconfigure): sparse models not tested";                                \
-  } while (0)
-
-bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
+using gputest::quick;
 
 const Pattern k68 = Pattern::from_n(4);  // 6:8
 

@@ -47,7 +47,7 @@
 namespace slidesparse {
 namespace {
 
-bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
+using gputest::quick;
 
 std::string sm90_unavailable() {
   const std::string why = gputest::gpu_unavailable();

@@ -40,18 +40,10 @@
 namespace slidesparse {
 namespace {
 
-bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
+using gputest::quick;
 
 constexpr uint16_t kPoison16 = gputest::kLayerPoison16;
 constexpr int64_t kGuardElems = gputest::kLayerGuardElems;
-
-#define SLIDESPARSE_REQUIRE_CUSPARSELT()                                                   \
-  do {                                                                                     \
-    SLIDESPARSE_REQUIRE_GPU();                                                             \
-    if (!cusparselt_compiled())                                                            \
-      GTEST_SKIP() << "this build has no cuSPARSELt (run scripts/fetch_cusparselt.sh and " \
-                      "reconfigure): sparse layers not tested";                            \
-  } while (0)
 
 using gputest::DeviceBuffer;
 using gputest::TestStream;

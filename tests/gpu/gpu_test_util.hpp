@@ -7,12 +7,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 
 #include "slidesparse/types.hpp"
 
 namespace slidesparse::gputest {
+
+// SLIDESPARSE_GPU_TEST_QUICK set (the memcheck runs): suites leave out their slowest cases.
+inline bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
 
 // Empty when a device is usable, else why not.
 inline std::string gpu_unavailable() {
@@ -96,6 +100,16 @@ inline ::testing::AssertionResult same_bf16_bits(const uint16_t* got, const uint
   do {                                                                             \
     const std::string why_ = ::slidesparse::gputest::gpu_unavailable();            \
     if (!why_.empty()) GTEST_SKIP() << "no CUDA device: " << why_;                 \
+  } while (0)
+
+// A device and a build with cuSPARSELt (slidesparse::cusparselt_compiled, src/backends/backend.hpp,
+// declared where this expands).
+#define SLIDESPARSE_REQUIRE_CUSPARSELT()                                                       \
+  do {                                                                                         \
+    SLIDESPARSE_REQUIRE_GPU();                                                                 \
+    if (!::slidesparse::cusparselt_compiled())                                                 \
+      GTEST_SKIP() << "this build has no cuSPARSELt (run scripts/fetch_cusparselt.sh and "     \
+                      "reconfigure): sparse paths not tested";                                 \
   } while (0)
 
 #define SLIDESPARSE_CUDA_ASSERT(expr)                                             \

@@ -44,15 +44,7 @@
 namespace slidesparse {
 namespace {
 
-#define SLIDESPARSE_REQUIRE_CUSPARSELT()                                                       \
-  do {                                                                                         \
-    SLIDESPARSE_REQUIRE_GPU();                                                                 \
-    if (!cusparselt_compiled())                                                                \
-      GTEST_SKIP() << "this build has no cuSPARSELt (run scripts/fetch_cusparselt.sh and "     \
-                      "reconfigure): sparse layers not tested";                                \
-  } while (0)
-
-bool quick() { return std::getenv("SLIDESPARSE_GPU_TEST_QUICK") != nullptr; }
+using gputest::quick;
 
 constexpr uint8_t kPoison = 0xAB;
 
